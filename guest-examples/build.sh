@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds every example step from source into guest-examples/out/.
+#   C   -> WASI preview1 core modules (clang --target=wasm32-wasi); weir wraps them into
+#          components when they are uploaded.
+#   WAT -> components, with `weir componentize` (so this script builds weir first).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+out="$here/out"
+mkdir -p "$out"
+
+command -v clang >/dev/null || { echo "clang is missing: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32" >&2; exit 1; }
+for src in "$here"/c/*.c; do
+  name="$(basename "$src" .c)"
+  clang --target=wasm32-wasi -O2 -Wall -Werror -Wno-unused-function -Wl,--strip-all -o "$out/$name.wasm" "$src"
+  echo "built c/$name.c -> out/$name.wasm"
+done
+
+cargo build --quiet --manifest-path "$root/Cargo.toml" --bin weir
+weir="${CARGO_TARGET_DIR:-$root/target}/debug/weir"
+for src in "$here"/wat/*.wat; do
+  name="$(basename "$src" .wat)"
+  "$weir" componentize "$src" -o "$out/$name.wasm" 2>/dev/null
+  echo "built wat/$name.wat -> out/$name.wasm (component)"
+done

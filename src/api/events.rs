@@ -1,0 +1,100 @@
+//! `POST /e/{key}` (ingest) and `/v1/events` (read).
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{read_body, ApiError, AppState};
+use crate::event::{parse_batch, EventError};
+use crate::store::StoredEvent;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/e", post(ingest_bearer))
+        .route("/e/{key}", post(ingest))
+        .route("/v1/events", get(list))
+        .route("/v1/events/{id}", get(one))
+}
+
+async fn ingest_bearer(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "missing event key: use POST /e/{key} or Authorization: Bearer <key>",
+            )
+        })?;
+    ingest(state, Path(key), body).await
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    Path(_key): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    // `weir dev` has one open tenant: every key sends to it.
+    let tenant = crate::DEV_TENANT;
+    let bytes = read_body(body, state.config.max_event_body).await?;
+    let events = parse_batch(&bytes, state.config.max_events).map_err(|e| match e {
+        EventError::TooMany { .. } => {
+            ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        other => ApiError::bad(other.to_string()),
+    })?;
+    let ids = state.engine.send(tenant, events).await?;
+    Ok(Json(json!({"ids": ids, "status": 200})))
+}
+
+fn event_json(se: &StoredEvent) -> Value {
+    let mut v = se.event.to_value();
+    v["run_ids"] = json!(se.run_ids);
+    if let Some(d) = &se.duplicate_of {
+        v["duplicate_of"] = json!(d);
+    }
+    v
+}
+
+async fn one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = state.tenant(&headers)?;
+    Ok(Json(event_json(&state.engine.event(&tenant, &id)?)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    name: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = state.tenant(&headers)?;
+    let page = state.engine.events(
+        &tenant,
+        q.name.as_deref(),
+        q.limit.unwrap_or(50),
+        q.cursor.as_deref(),
+    )?;
+    Ok(Json(
+        json!({"data": page.data.iter().map(event_json).collect::<Vec<_>>(), "next_cursor": page.next_cursor}),
+    ))
+}

@@ -1,0 +1,60 @@
+//! `/health` and Prometheus `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    let s = state.engine.stats();
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "weir_events_accepted_total",
+            "Events accepted over HTTP.",
+            &s.events_accepted,
+        ),
+        (
+            "weir_runs_started_total",
+            "Runs started by events.",
+            &s.runs_started,
+        ),
+        (
+            "weir_steps_executed_total",
+            "Step attempts executed.",
+            &s.steps_executed,
+        ),
+        (
+            "weir_steps_failed_total",
+            "Step attempts that failed.",
+            &s.steps_failed,
+        ),
+        (
+            "weir_trigger_errors_total",
+            "Trigger expressions that failed to evaluate.",
+            &s.trigger_errors,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    out
+}

@@ -1,0 +1,132 @@
+//! The HTTP face: thin axum handlers over the engine, JSON errors everywhere.
+
+mod components;
+mod events;
+mod functions;
+mod health;
+mod runs;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::engine::{Engine, EngineError};
+
+/// Server settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest `POST /e` body, in bytes.
+    pub max_event_body: usize,
+    /// Most events in one `POST /e`.
+    pub max_events: usize,
+    /// Largest component upload, in bytes.
+    pub max_component: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_event_body: 3 << 20,
+            max_events: crate::event::MAX_EVENTS_PER_REQUEST,
+            max_component: 64 << 20,
+        }
+    }
+}
+
+/// Shared handler state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Limits.
+    pub config: ApiConfig,
+}
+
+impl AppState {
+    /// The tenant a request acts for. `weir dev` has a single open tenant.
+    fn tenant(&self, _headers: &HeaderMap) -> Result<String, ApiError> {
+        Ok(crate::DEV_TENANT.to_string())
+    }
+}
+
+/// The whole router.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .merge(health::routes())
+        .merge(events::routes())
+        .merge(functions::routes())
+        .merge(components::routes())
+        .merge(runs::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// An error reply: `{"error": "...", "status": N}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with a status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.message, "status": self.status.as_u16()})),
+        )
+            .into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match &e {
+            EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::Function(_) | EngineError::Component(_) | EngineError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("{e}");
+        }
+        Self::new(status, e.to_string())
+    }
+}
+
+/// Reads a whole body, answering 413 past `limit` bytes.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut too_big = false;
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = cur {
+            too_big |= err.to_string().contains("length limit");
+            cur = err.source();
+        }
+        if too_big {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::bad(format!("cannot read the body: {e}"))
+        }
+    })
+}

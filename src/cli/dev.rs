@@ -1,0 +1,117 @@
+//! `weir dev`: a local server with the embedded store, an open default tenant, and the
+//! functions of a directory deployed at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use weir::api::{self, ApiConfig, AppState};
+use weir::engine::{Engine, EngineConfig};
+use weir::runtime::wasm::{WasmConfig, WasmRuntime};
+use weir::store::sled::SledStore;
+use weir::DEV_TENANT;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8288)]
+    port: u16,
+    /// Address to bind (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Where the embedded store lives.
+    #[arg(long, default_value = "./.weir")]
+    data_dir: PathBuf,
+    /// Directory of function files (*.json) to deploy at start.
+    #[arg(long, default_value = "./functions")]
+    functions: PathBuf,
+    /// Steps executing at once (default: 8 per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<ExitCode> {
+    let started = Instant::now();
+    let store = Arc::new(
+        SledStore::open(&args.data_dir)
+            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+    );
+    let runtime = Arc::new(WasmRuntime::new(store.clone(), WasmConfig::default())?);
+    let mut config = EngineConfig::default();
+    if let Some(w) = args.workers {
+        config.workers = w.max(1);
+    }
+    let engine = Engine::new(store.clone(), runtime, config)?;
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("`{}:{}` is not an address", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+
+    println!(
+        "weir dev: store in {} (sled); one open tenant `{DEV_TENANT}` (no keys needed)",
+        args.data_dir.display()
+    );
+    if args.functions.is_dir() {
+        for file in super::load::function_files(&args.functions)? {
+            let loaded = super::load::function_file(&file);
+            let result = match loaded {
+                Ok(l) => {
+                    let steps = l.def.steps.len();
+                    super::load::deploy_local(&engine, DEV_TENANT, l)
+                        .await
+                        .map(|r| (r, steps))
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(((id, version), steps)) => println!(
+                    "  loaded {id} v{version} ({steps} steps) from {}",
+                    file.display()
+                ),
+                Err(e) => println!("  skipped {}: {e:#}", file.display()),
+            }
+        }
+    } else {
+        println!(
+            "  no functions directory at {} (deploy with `weir deploy FILE`)",
+            args.functions.display()
+        );
+    }
+    engine.start();
+    let local = listener.local_addr()?;
+    println!(
+        "weir dev ready in {} ms: API http://{local}/v1  events POST http://{local}/e/<any-key>",
+        started.elapsed().as_millis()
+    );
+    let app = api::router(AppState {
+        engine,
+        config: ApiConfig::default(),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    store_flush(&store);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn store_flush(store: &SledStore) {
+    use weir::store::Store;
+    if let Err(e) = store.flush() {
+        eprintln!("warning: final flush failed: {e}");
+    }
+}

@@ -1,0 +1,97 @@
+//! Reads a function file from disk: its definition, and the `file://` components it
+//! names (paths relative to the file), rewritten to `sha256:` names.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use weir::function::FunctionDef;
+
+/// A function file with its components loaded.
+pub struct Loaded {
+    /// The definition, step paths rewritten to `sha256:<hex>`.
+    pub def: FunctionDef,
+    /// Component bytes by sha256.
+    pub components: Vec<(String, Vec<u8>)>,
+}
+
+/// Loads `path`.
+pub fn function_file(path: &Path) -> Result<Loaded> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut def =
+        FunctionDef::from_json(&bytes).with_context(|| format!("in {}", path.display()))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut components: Vec<(String, Vec<u8>)> = Vec::new();
+    for (sid, step) in def.steps.iter_mut() {
+        let Some(p) = step.path.clone() else { continue };
+        if p.starts_with("sha256:") {
+            continue;
+        }
+        let rel = p.strip_prefix("file://").unwrap_or(&p);
+        let file: PathBuf = if Path::new(rel).is_absolute() {
+            rel.into()
+        } else {
+            base.join(rel)
+        };
+        let wasm = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e) => bail!(
+                "{}: steps.{sid}.path: cannot read {}: {e}",
+                path.display(),
+                file.display()
+            ),
+        };
+        let wasm = if file.extension().is_some_and(|e| e == "wat") {
+            wat::parse_bytes(&wasm)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: steps.{sid}.path: {} is not valid WAT: {e}",
+                        path.display(),
+                        file.display()
+                    )
+                })?
+                .into_owned()
+        } else {
+            wasm
+        };
+        let sha = hex::encode(Sha256::digest(&wasm));
+        step.path = Some(format!("sha256:{sha}"));
+        if !components.iter().any(|(s, _)| s == &sha) {
+            components.push((sha, wasm));
+        }
+    }
+    Ok(Loaded { def, components })
+}
+
+/// Every `*.json` file directly in `dir`, sorted.
+pub fn function_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the functions directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Deploys a loaded file into a local engine.
+pub async fn deploy_local(
+    engine: &weir::engine::Engine,
+    tenant: &str,
+    loaded: Loaded,
+) -> Result<(String, u64)> {
+    for (sha, bytes) in &loaded.components {
+        if let Err(e) = engine.put_component(tenant, sha, bytes).await {
+            let steps: Vec<String> = loaded
+                .def
+                .steps
+                .iter()
+                .filter(|(_, s)| s.path.as_deref() == Some(&format!("sha256:{sha}")))
+                .map(|(id, _)| format!("steps.{id}"))
+                .collect();
+            bail!("function `{}`: {}: {e}", loaded.def.id, steps.join(", "));
+        }
+    }
+    Ok(engine.deploy(tenant, loaded.def).await?)
+}

@@ -1,0 +1,64 @@
+//! The `weir` command line: one file per subcommand.
+
+mod client;
+mod componentize;
+mod deploy;
+mod dev;
+mod load;
+mod run;
+mod runs;
+mod send;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// weir: durable functions whose steps are sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local server: embedded store, loads ./functions, open default tenant.
+    Dev(dev::Args),
+    /// Send an event to a running server.
+    Send(send::Args),
+    /// Upload a function file's components and deploy it to a running server.
+    Deploy(deploy::Args),
+    /// Run one function against one event locally, without a server.
+    Run(run::Args),
+    /// List runs on a running server.
+    Runs(runs::Args),
+    /// Turn a WASI preview1 module (.wasm or .wat) into a component.
+    Componentize(componentize::Args),
+}
+
+/// Parses arguments and runs the subcommand; errors go to stderr with exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("weir=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Dev(a) => dev::main(a),
+        Command::Send(a) => send::main(a),
+        Command::Deploy(a) => deploy::main(a),
+        Command::Run(a) => run::main(a),
+        Command::Runs(a) => runs::main(a),
+        Command::Componentize(a) => componentize::main(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The engine: events in, runs out. It matches triggers, keeps the DAG moving, and runs
+//! steps on a bounded pool, speaking only to the [`Store`] and [`StepRuntime`] traits.
+
+pub mod dag;
+mod ingest;
+mod registry;
+mod worker;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::event::{now_ms, Event};
+use crate::function::{Function, FunctionDef, FunctionError};
+use crate::run::{QueueEntry, Run, RunStatus};
+use crate::runtime::{ComponentKind, ResolvedLimits, RuntimeError, StepRuntime};
+use crate::store::{FunctionRecord, Page, RunFilter, Store, StoreError, StoredEvent};
+use registry::Registry;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A function definition was refused.
+    #[error(transparent)]
+    Function(#[from] FunctionError),
+    /// A component was refused.
+    #[error("{0}")]
+    Component(String),
+    /// The thing asked for does not exist (for this tenant).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Steps executing at once (the worker pool size).
+    pub workers: usize,
+    /// Limits for steps that do not set their own.
+    pub default_limits: ResolvedLimits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self {
+            workers: (cores * 8).clamp(4, 64),
+            default_limits: ResolvedLimits::default(),
+        }
+    }
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events accepted.
+    pub events_accepted: AtomicU64,
+    /// Runs started.
+    pub runs_started: AtomicU64,
+    /// Step attempts executed.
+    pub steps_executed: AtomicU64,
+    /// Step attempts that failed.
+    pub steps_failed: AtomicU64,
+    /// Trigger expressions that failed to evaluate (counted as no match).
+    pub trigger_errors: AtomicU64,
+}
+
+/// The running engine; clone the `Arc` to share it.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn StepRuntime>,
+    registry: Registry,
+    config: EngineConfig,
+    /// Wakes the ingest loop.
+    ingest_wake: Notify,
+    /// Wakes the dispatcher.
+    dispatch_wake: Notify,
+    inflight: Mutex<HashSet<(String, String, String)>>,
+    stats: Stats,
+}
+
+impl Engine {
+    /// Creates the engine and loads every deployed function from the store.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn StepRuntime>,
+        config: EngineConfig,
+    ) -> Result<Arc<Self>, EngineError> {
+        let engine = Arc::new(Self {
+            store,
+            runtime,
+            registry: Registry::default(),
+            config,
+            ingest_wake: Notify::new(),
+            dispatch_wake: Notify::new(),
+            inflight: Mutex::new(HashSet::new()),
+            stats: Stats::default(),
+        });
+        for (tenant, rec) in engine.store.latest_functions()? {
+            match engine.compile_record(&rec) {
+                Ok(f) => engine.registry.insert(&tenant, f),
+                Err(e) => tracing::error!(
+                    tenant,
+                    function = rec.id,
+                    "cannot load stored function: {e}"
+                ),
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Starts the ingest loop and the dispatcher on the current tokio runtime.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(ingest::run_loop(self.clone()));
+        tokio::spawn(worker::dispatch_loop(self.clone()));
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn compile_record(&self, rec: &FunctionRecord) -> Result<Arc<Function>, EngineError> {
+        let def = FunctionDef::from_value(rec.def.clone())?;
+        // Components were checked when this version was deployed.
+        Ok(Arc::new(Function::compile(
+            def,
+            rec.version,
+            |_, _| Ok(()),
+        )?))
+    }
+
+    /// A function version, from memory or the store.
+    pub fn function_version(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Arc<Function>, EngineError> {
+        if let Some(f) = self.registry.version(tenant, id, version) {
+            return Ok(f);
+        }
+        let rec = self
+            .store
+            .get_function(tenant, id, version)?
+            .ok_or_else(|| EngineError::NotFound(format!("function {id} version {version}")))?;
+        let f = self.compile_record(&rec)?;
+        self.registry.insert(tenant, f.clone());
+        Ok(f)
+    }
+
+    /// Stores a component after checking its hash and that it is a usable step.
+    pub async fn put_component(
+        &self,
+        tenant: &str,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<ComponentKind, EngineError> {
+        let sha = sha256.to_ascii_lowercase();
+        if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(EngineError::BadRequest(format!(
+                "`{sha256}` is not a sha256 hex digest"
+            )));
+        }
+        let actual = hex::encode(Sha256::digest(bytes));
+        if actual != sha {
+            return Err(EngineError::BadRequest(format!(
+                "body hashes to sha256:{actual}, not sha256:{sha}"
+            )));
+        }
+        let kind = crate::runtime::wasm::kind_of(bytes)
+            .map_err(|e| EngineError::Component(e.to_string()))?;
+        self.store.put_component(tenant, &sha, bytes)?;
+        self.runtime.prepare(tenant, &sha).await.map_err(|e| {
+            EngineError::Component(format!("component sha256:{sha} {}", describe(&e)))
+        })?;
+        Ok(kind)
+    }
+
+    /// Validates and stores a new version of a function; returns `(id, version)`.
+    /// Deploying a definition identical to the latest version returns that version.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        def: FunctionDef,
+    ) -> Result<(String, u64), EngineError> {
+        // Check every component once, then validate the whole definition with the answers.
+        let mut checked: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        for s in def.steps.values() {
+            if let Some(sha) = s.path.as_deref().and_then(|p| p.strip_prefix("sha256:")) {
+                let sha = sha.to_ascii_lowercase();
+                if sha.len() == 64 && !checked.contains_key(&sha) {
+                    let r = self
+                        .runtime
+                        .prepare(tenant, &sha)
+                        .await
+                        .map_err(|e| describe(&e));
+                    checked.insert(sha, r);
+                }
+            }
+        }
+        Function::compile(def.clone(), 0, |_, sha| {
+            checked.get(sha).cloned().unwrap_or(Ok(()))
+        })?;
+        let json =
+            serde_json::to_value(&def).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        if let Some(cur) = self.registry.latest(tenant, &def.id) {
+            if serde_json::to_value(&cur.def).ok().as_ref() == Some(&json) {
+                return Ok((def.id, cur.version));
+            }
+        }
+        let version = self.store.put_function(tenant, &def.id, &json, now_ms())?;
+        let f = Function::compile(def.clone(), version, |_, _| Ok(()))?;
+        self.registry.insert(tenant, Arc::new(f));
+        tracing::info!(tenant, function = def.id, version, "deployed");
+        Ok((def.id, version))
+    }
+
+    /// Stores events durably and schedules trigger matching; returns their ids.
+    pub async fn send(&self, tenant: &str, events: Vec<Event>) -> Result<Vec<String>, EngineError> {
+        let store = self.store.clone();
+        let tenant_owned = tenant.to_string();
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let n = events.len() as u64;
+        tokio::task::spawn_blocking(move || store.append_events(&tenant_owned, &events))
+            .await
+            .map_err(|e| EngineError::Store(StoreError::Backend(e.to_string())))??;
+        self.stats.events_accepted.fetch_add(n, Ordering::Relaxed);
+        self.ingest_wake.notify_one();
+        Ok(ids)
+    }
+
+    /// One run.
+    pub fn run(&self, tenant: &str, id: &str) -> Result<Run, EngineError> {
+        self.store
+            .get_run(tenant, id)?
+            .ok_or_else(|| EngineError::NotFound(format!("run {id}")))
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn runs(
+        &self,
+        tenant: &str,
+        filter: &RunFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Run>, EngineError> {
+        Ok(self
+            .store
+            .list_runs(tenant, filter, limit.clamp(1, 1000), cursor)?)
+    }
+
+    /// One event with the runs it started.
+    pub fn event(&self, tenant: &str, id: &str) -> Result<StoredEvent, EngineError> {
+        self.store
+            .get_event(tenant, id)?
+            .ok_or_else(|| EngineError::NotFound(format!("event {id}")))
+    }
+
+    /// Events, newest first.
+    pub fn events(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<StoredEvent>, EngineError> {
+        Ok(self
+            .store
+            .list_events(tenant, name, limit.clamp(1, 1000), cursor)?)
+    }
+
+    /// The latest version of every function, with its definition.
+    pub fn functions(&self, tenant: &str) -> Vec<Arc<Function>> {
+        self.registry.list(tenant)
+    }
+
+    /// A function: its latest definition, every version, and run counts by status.
+    pub fn function(&self, tenant: &str, id: &str) -> Result<Value, EngineError> {
+        let versions = self.store.function_versions(tenant, id)?;
+        let Some(latest) = versions.last() else {
+            return Err(EngineError::NotFound(format!("function {id}")));
+        };
+        let counts: serde_json::Map<String, Value> = self
+            .store
+            .run_counts(tenant, id)?
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.into()))
+            .collect();
+        Ok(serde_json::json!({
+            "id": id,
+            "version": latest.version,
+            "definition": latest.def,
+            "versions": versions.iter().map(|v| serde_json::json!({"version": v.version, "created_at": v.created_at})).collect::<Vec<_>>(),
+            "runs": counts,
+        }))
+    }
+
+    /// Run counts of a function by status.
+    pub fn run_counts(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<BTreeMap<RunStatus, u64>, EngineError> {
+        Ok(self.store.run_counts(tenant, id)?)
+    }
+
+    fn claim_inflight(&self, e: &QueueEntry) -> bool {
+        let mut g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        g.insert((e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+    }
+
+    fn release_inflight(&self, e: &QueueEntry) {
+        let mut g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        g.remove(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()));
+    }
+
+    fn is_inflight(&self, e: &QueueEntry) -> bool {
+        let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        g.contains(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+    }
+}
+
+fn describe(e: &RuntimeError) -> String {
+    match e {
+        RuntimeError::Missing(_) => "is not uploaded (PUT /v1/components/<sha256> first)".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,272 @@
+//! The dispatcher and the workers: due queue entries are claimed, executed on the step
+//! runtime within a bounded pool, and their results recorded in one atomic write.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use super::dag::{self, StepResult};
+use super::Engine;
+use crate::event::now_ms;
+use crate::run::QueueEntry;
+use crate::runtime::{ResolvedLimits, StepOutcome, StepRequest};
+use crate::store::{Durability, RunChange};
+
+/// Longest the dispatcher sleeps without looking at the queue.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Dispatches due steps forever.
+pub async fn dispatch_loop(engine: Arc<Engine>) {
+    let pool = Arc::new(Semaphore::new(engine.config.workers));
+    loop {
+        let Ok(first) = pool.clone().acquire_owned().await else {
+            return;
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = pool.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let now = now_ms();
+        let e2 = engine.clone();
+        let n = permits.len();
+        let due = tokio::task::spawn_blocking(move || {
+            let skip = |q: &QueueEntry| e2.is_inflight(q);
+            let due = e2.store.due(now, n, &skip)?;
+            let next = if due.is_empty() {
+                e2.store.next_due(&skip)?
+            } else {
+                None
+            };
+            Ok::<_, crate::store::StoreError>((due, next))
+        })
+        .await;
+        let (due, next) = match due {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                tracing::error!("cannot read the queue: {e}");
+                drop(permits);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("queue reader panicked: {e}");
+                continue;
+            }
+        };
+        if due.is_empty() {
+            drop(permits);
+            let wait = next
+                .map(|t| {
+                    Duration::from_millis(
+                        (t - now_ms()).clamp(1, IDLE_POLL.as_millis() as i64) as u64
+                    )
+                })
+                .unwrap_or(IDLE_POLL);
+            let _ = tokio::time::timeout(wait, engine.dispatch_wake.notified()).await;
+            continue;
+        }
+        for entry in due {
+            let Some(permit) = permits.pop() else { break };
+            if !engine.claim_inflight(&entry) {
+                continue;
+            }
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                execute(&engine, &entry).await;
+                engine.release_inflight(&entry);
+                drop(permit);
+                engine.dispatch_wake.notify_one();
+            });
+        }
+    }
+}
+
+/// Claims, runs and records one step attempt.
+async fn execute(engine: &Arc<Engine>, entry: &QueueEntry) {
+    if let Err(e) = try_execute(engine, entry).await {
+        tracing::error!(
+            run = entry.run_id,
+            step = entry.step_id,
+            "step execution failed: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), super::EngineError> {
+    let store = engine.store.clone();
+    let Some(run) = store.get_run(&entry.tenant, &entry.run_id)? else {
+        tracing::warn!(
+            run = entry.run_id,
+            "queue entry for a missing run; dropping it"
+        );
+        store.dequeue(entry)?;
+        return Ok(());
+    };
+    let f = engine.function_version(&entry.tenant, &run.function_id, run.function_version)?;
+    let Some(idx) = f.step_index(&entry.step_id) else {
+        return Err(super::EngineError::NotFound(format!(
+            "step {} in {} v{}",
+            entry.step_id, f.id, f.version
+        )));
+    };
+    let now = now_ms();
+    let mut claimed = false;
+    let run = store
+        .update_run(&entry.tenant, &entry.run_id, Durability::Lazy, &mut |r| {
+            let c = dag::claim(r, idx, entry.due, now);
+            claimed = c.is_some();
+            if c.is_none() {
+                // A stale entry (its step moved on): remove it with no other change.
+                return Some(RunChange {
+                    dequeue: vec![entry.clone()],
+                    enqueue: vec![],
+                });
+            }
+            c
+        })?
+        .ok_or_else(|| super::EngineError::NotFound(format!("run {}", entry.run_id)))?;
+    if !claimed {
+        return Ok(());
+    }
+    let st = &run.steps[idx];
+    let stdin = json!({
+        "event": run.event,
+        "steps": dag::outputs(&run),
+        "ctx": {
+            "function_id": run.function_id,
+            "function_version": run.function_version,
+            "run_id": run.id,
+            "step_id": st.id,
+            "attempt": st.attempts.saturating_sub(1),
+            "tenant": run.tenant,
+        }
+    });
+    let step = &f.steps[idx];
+    let d = engine.config.default_limits;
+    let limits = ResolvedLimits {
+        memory: step.limits.memory.unwrap_or(d.memory),
+        timeout: step.limits.timeout.unwrap_or(d.timeout),
+        stdout: step.limits.stdout.unwrap_or(d.stdout),
+        stderr: step.limits.stderr.unwrap_or(d.stderr),
+    };
+    let outcome = engine
+        .runtime
+        .run(StepRequest {
+            tenant: entry.tenant.clone(),
+            component: step.component.clone(),
+            stdin: serde_json::to_vec(&stdin).unwrap_or_default(),
+            limits,
+        })
+        .await;
+    engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
+    let (result, log) = classify(outcome);
+    if !matches!(result, StepResult::Completed(_)) {
+        engine.stats.steps_failed.fetch_add(1, Ordering::Relaxed);
+    }
+    let jitter: f64 = rand::random();
+    let done = now_ms();
+    let e2 = entry.clone();
+    let f2 = f.clone();
+    tokio::task::spawn_blocking(move || {
+        store.update_run(&e2.tenant, &e2.run_id, Durability::Durable, &mut |r| {
+            dag::complete(&f2, r, idx, result.clone(), log.clone(), done, jitter)
+        })
+    })
+    .await
+    .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
+    Ok(())
+}
+
+/// Turns a raw execution outcome into a scheduler result: JSON output (non-JSON stdout
+/// becomes `{"body": text}`), with `status` ≥ 500 retryable and 400–499 permanent.
+pub fn classify(o: StepOutcome) -> (StepResult, Option<String>) {
+    let log = if o.stderr.is_empty() {
+        None
+    } else {
+        Some(String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let output = parse_output(&o.stdout);
+    let result = match o.result {
+        Err(f) => StepResult::Retryable {
+            error: f.to_string(),
+            output,
+        },
+        Ok(()) => {
+            let status = output
+                .as_ref()
+                .and_then(|v| v.get("status"))
+                .and_then(Value::as_u64);
+            match status {
+                Some(s) if s >= 500 => StepResult::Retryable {
+                    error: format!("step returned status {s}"),
+                    output,
+                },
+                Some(s) if (400..500).contains(&s) => StepResult::Permanent {
+                    error: format!("step returned status {s}"),
+                    output,
+                },
+                _ => StepResult::Completed(output.unwrap_or(Value::Null)),
+            }
+        }
+    };
+    (result, log)
+}
+
+fn parse_output(stdout: &[u8]) -> Option<Value> {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(stdout) {
+        Ok(v) => Some(v),
+        Err(_) => Some(json!({"body": String::from_utf8_lossy(stdout)})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::StepFailure;
+
+    fn outcome(result: Result<(), StepFailure>, stdout: &str) -> StepOutcome {
+        StepOutcome {
+            result,
+            stdout: stdout.into(),
+            stderr: b"note".to_vec(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn statuses_and_exit_codes_decide_retries() {
+        let (r, log) = classify(outcome(Ok(()), r#"{"status":200,"body":{"ok":true}}"#));
+        assert_eq!(
+            r,
+            StepResult::Completed(json!({"status": 200, "body": {"ok": true}}))
+        );
+        assert_eq!(log.as_deref(), Some("note"));
+        assert!(matches!(
+            classify(outcome(Ok(()), r#"{"status":503}"#)).0,
+            StepResult::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(outcome(Ok(()), r#"{"status":404}"#)).0,
+            StepResult::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify(outcome(Err(StepFailure::Exit(2)), "")).0,
+            StepResult::Retryable { .. }
+        ));
+        assert_eq!(
+            classify(outcome(Ok(()), "hello")).0,
+            StepResult::Completed(json!({"body": "hello"}))
+        );
+        assert_eq!(
+            classify(outcome(Ok(()), "")).0,
+            StepResult::Completed(Value::Null)
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! Function definitions: the JSON users write, and the validated form the engine runs.
+
+mod def;
+mod units;
+mod validate;
+
+pub use def::{EdgeDef, FunctionDef, LimitsDef, RetriesDef, RuntimeDef, StepDef, TriggerDef};
+pub use units::{parse_duration, parse_size};
+pub use validate::{Edge, Function, Limits, Retries, Step, Trigger, TRIGGER};
+
+/// Why a function definition was refused; the message names the function, step and field.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FunctionError {
+    /// The JSON does not match the format.
+    #[error("invalid function definition at `{path}`: {reason}")]
+    Format { path: String, reason: String },
+    /// A field holds an invalid value.
+    #[error("function `{function}`: {field}: {reason}")]
+    Invalid {
+        function: String,
+        field: String,
+        reason: String,
+    },
+}

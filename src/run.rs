@@ -1,0 +1,212 @@
+//! The durable state of a run and its steps, as stored and as shown by the API.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Has steps queued or executing.
+    Running,
+    /// Parked until an event arrives.
+    Waiting,
+    /// Parked until a time.
+    Sleeping,
+    /// Every step completed or was skipped.
+    Completed,
+    /// A step failed for good.
+    Failed,
+    /// Cancelled by a user or a rule.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Every status, in display order.
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Running,
+        RunStatus::Waiting,
+        RunStatus::Sleeping,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// The lowercase name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Sleeping => "sleeping",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the run is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Not yet runnable, or queued to run.
+    Pending,
+    /// Executing now.
+    Running,
+    /// Waiting for a time.
+    Sleeping,
+    /// Waiting for an event.
+    Waiting,
+    /// Done; its output is recorded.
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Not run because no incoming edge was taken.
+    Skipped,
+    /// Not run because the run ended first.
+    Cancelled,
+}
+
+impl StepStatus {
+    /// Whether the step will not change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Completed
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+}
+
+/// One step's durable state within a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    /// Step id.
+    pub id: String,
+    /// Status.
+    pub status: StepStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// The recorded output (of the completed attempt, or the last failed one).
+    #[serde(default)]
+    pub output: Option<Value>,
+    /// Why the last attempt failed, or why the step was skipped.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// stderr of the last attempt.
+    #[serde(default)]
+    pub log: Option<String>,
+    /// When the last attempt started (ms since epoch).
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// When the step reached a terminal state.
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+    /// When a queued retry (or sleep) becomes due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<i64>,
+    /// Resolution of each incoming edge: `None` unresolved, `Some(taken)`.
+    #[serde(default)]
+    pub edges: Vec<Option<bool>>,
+    /// Due time of this step's entry in the ready queue, while it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<i64>,
+}
+
+/// A run of one function version for one event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Run id (ULID).
+    pub id: String,
+    /// Tenant that owns it.
+    pub tenant: String,
+    /// Function id.
+    pub function_id: String,
+    /// The function version it runs (fixed for its life).
+    pub function_version: u64,
+    /// Status.
+    pub status: RunStatus,
+    /// The triggering event's id.
+    pub event_id: String,
+    /// The triggering event's `user.id`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The triggering event, as steps see it.
+    pub event: Value,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+    /// When it reached a terminal status.
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+    /// Steps, in the function's topological order.
+    pub steps: Vec<StepState>,
+}
+
+/// An entry of the ready queue: a step of a run that may execute at `due`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueEntry {
+    /// When it becomes runnable (ms since epoch).
+    pub due: i64,
+    /// Tenant.
+    pub tenant: String,
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+}
+
+impl Run {
+    /// The run as the API shows it: steps keyed by id.
+    pub fn to_api(&self) -> Value {
+        let steps: serde_json::Map<String, Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::json!({
+                    "status": s.status,
+                    "attempts": s.attempts,
+                    "output": s.output,
+                    "error": s.error,
+                    "log": s.log,
+                    "started_at": s.started_at,
+                    "ended_at": s.ended_at,
+                });
+                if let Some(w) = s.wake_at {
+                    v["wake_at"] = w.into();
+                }
+                (s.id.clone(), v)
+            })
+            .collect();
+        serde_json::json!({
+            "id": self.id,
+            "function_id": self.function_id,
+            "function_version": self.function_version,
+            "status": self.status,
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "created_at": self.created_at,
+            "ended_at": self.ended_at,
+            "steps": steps,
+        })
+    }
+
+    /// The step named `id`.
+    pub fn step(&self, id: &str) -> Option<&StepState> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}

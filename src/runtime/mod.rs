@@ -1,0 +1,138 @@
+//! Step runtimes: how a step's code is executed. The engine only sees [`StepRuntime`].
+
+pub mod wasm;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed, sendable future (keeps the trait object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Limits applied to one step execution, fully resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResolvedLimits {
+    /// Linear memory cap in bytes (all memories together).
+    pub memory: u64,
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+    /// stdout cap in bytes.
+    pub stdout: u64,
+    /// stderr cap in bytes.
+    pub stderr: u64,
+}
+
+impl Default for ResolvedLimits {
+    fn default() -> Self {
+        Self {
+            memory: 128 << 20,
+            timeout: Duration::from_secs(30),
+            stdout: 4 << 20,
+            stderr: 1 << 20,
+        }
+    }
+}
+
+/// One execution request.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    /// Tenant that owns the component.
+    pub tenant: String,
+    /// Component sha256 (hex).
+    pub component: String,
+    /// The JSON document to feed on stdin.
+    pub stdin: Vec<u8>,
+    /// Limits to enforce.
+    pub limits: ResolvedLimits,
+}
+
+/// Why an execution did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepFailure {
+    /// The program exited with a non-zero code.
+    #[error("exited with code {0}")]
+    Exit(i32),
+    /// The guest trapped.
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The wall-clock deadline passed.
+    #[error("deadline {0:?} exceeded")]
+    Timeout(Duration),
+    /// The guest tried to grow memory beyond its cap.
+    #[error("memory limit {0} exceeded")]
+    Memory(String),
+    /// stdout grew beyond its cap.
+    #[error("stdout over {0}")]
+    Stdout(String),
+    /// stderr grew beyond its cap.
+    #[error("stderr over {0}")]
+    Stderr(String),
+    /// The component could not be loaded or instantiated.
+    #[error("cannot load component: {0}")]
+    Load(String),
+}
+
+/// What came out of one execution.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// `Ok` if the program ran to completion with exit code 0.
+    pub result: Result<(), StepFailure>,
+    /// Captured stdout.
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+    /// Wall time spent (instantiate + run).
+    pub elapsed: Duration,
+}
+
+/// What kind of binary a component upload was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// A WebAssembly component.
+    Component,
+    /// A WASI preview1 core module (weir wraps it into a component).
+    Module,
+}
+
+/// Why a component cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuntimeError {
+    /// No component with that hash is stored for the tenant.
+    #[error("component sha256:{0} is not uploaded")]
+    Missing(String),
+    /// The bytes are not WebAssembly.
+    #[error("not a WebAssembly module or component: {0}")]
+    NotWasm(String),
+    /// It does not compile, or it does not fit the step contract.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed underneath.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Executes steps. Implementations must be cheap to call concurrently.
+pub trait StepRuntime: Send + Sync + 'static {
+    /// Checks that the stored component `sha256` is usable as a step and warms caches.
+    fn prepare<'a>(
+        &'a self,
+        tenant: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Runs one step to completion (or failure).
+    fn run(&self, req: StepRequest) -> BoxFuture<'_, StepOutcome>;
+}
+
+/// Formats a byte count the way users write limits (`64 MiB`).
+pub fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 && n % (1 << 30) == 0 {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}

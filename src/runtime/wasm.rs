@@ -1,0 +1,413 @@
+//! The wasm step runtime on wasmtime: WASI p2 command components (preview1 modules are
+//! wrapped into components), compiled once and cached, instantiated per step from an
+//! `InstancePre` with the pooling allocator, sandboxed by memory, time and output caps.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, UpdateDeadline,
+};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+use super::{
+    human_bytes, BoxFuture, ComponentKind, RuntimeError, StepFailure, StepOutcome, StepRequest,
+    StepRuntime,
+};
+use crate::store::Store;
+
+/// How often the epoch ticks; deadlines are checked (and guests yield) at this pace.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Settings of the wasm runtime.
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Use the pooling allocator (falls back to on-demand if it cannot reserve memory).
+    pub pooling: bool,
+    /// Instances the pool holds at once.
+    pub pool_instances: u32,
+    /// Largest linear memory any step may ask for.
+    pub max_memory: u64,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            pooling: true,
+            pool_instances: 128,
+            max_memory: 1 << 30,
+        }
+    }
+}
+
+/// Per-store host state: WASI context plus the resource limiter.
+pub struct Host {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps memory growth and records that the cap was hit, so the failure can name it.
+struct Limiter {
+    memory: usize,
+    memory_hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            self.memory_hit = true;
+            return Err(wasmtime::format_err!(
+                "memory limit {} exceeded",
+                human_bytes(self.memory as u64)
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+type Pre = Arc<CommandPre<Host>>;
+type Cache = Mutex<HashMap<(String, String), Arc<OnceCell<Pre>>>>;
+
+/// The wasmtime-backed [`StepRuntime`].
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<Host>,
+    store: Arc<dyn Store>,
+    cache: Cache,
+    engine_tag: String,
+    pooling: bool,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(cfg: &WasmConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    c.max_wasm_stack(1 << 20);
+    if pooling {
+        let mut p = PoolingAllocationConfig::default();
+        let n = cfg.pool_instances;
+        p.total_component_instances(n);
+        p.total_core_instances(n * 8);
+        p.total_memories(n * 4);
+        p.total_tables(n * 8);
+        p.max_memory_size(cfg.max_memory as usize);
+        p.max_core_instances_per_component(64);
+        p.max_memories_per_component(16);
+        p.max_tables_per_component(64);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    }
+    c
+}
+
+/// Whether `bytes` are a core module or a component; errors if not wasm at all.
+pub fn kind_of(bytes: &[u8]) -> Result<ComponentKind, RuntimeError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(RuntimeError::NotWasm("missing the \\0asm header".into()));
+    }
+    match bytes[4..8] {
+        [1, 0, 0, 0] => Ok(ComponentKind::Module),
+        [_, _, 1, 0] => Ok(ComponentKind::Component),
+        _ => Err(RuntimeError::NotWasm("unknown wasm version/layer".into())),
+    }
+}
+
+/// Wraps a WASI preview1 command module into a component with the standard adapter.
+pub fn componentize(module: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+    let encoder = wit_component::ComponentEncoder::default()
+        .module(module)
+        .map_err(|e| RuntimeError::Invalid(format!("cannot read the core module: {e:#}")))?
+        .adapter(
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .map_err(|e| RuntimeError::Invalid(format!("cannot load the WASI adapter: {e:#}")))?
+        .validate(true);
+    let mut encoder = encoder;
+    encoder.encode().map_err(|e| {
+        RuntimeError::Invalid(format!(
+            "cannot wrap the module into a component (is it a WASI preview1 command?): {e:#}"
+        ))
+    })
+}
+
+impl WasmRuntime {
+    /// Builds the engine, the WASI linker and the epoch ticker.
+    pub fn new(store: Arc<dyn Store>, cfg: WasmConfig) -> Result<Self, RuntimeError> {
+        let (engine, pooling) = match cfg.pooling {
+            true => match Engine::new(&engine_config(&cfg, true)) {
+                Ok(e) => (e, true),
+                Err(e) => {
+                    tracing::warn!(
+                        "pooling allocator unavailable ({e}); using on-demand allocation"
+                    );
+                    (Self::on_demand(&cfg)?, false)
+                }
+            },
+            false => (Self::on_demand(&cfg)?, false),
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Invalid(format!("cannot set up WASI: {e}")))?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_tag = format!("wasmtime-{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish());
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("weir-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| {
+                    RuntimeError::Invalid(format!("cannot start the epoch ticker: {e}"))
+                })?;
+        }
+        Ok(Self {
+            engine,
+            linker,
+            store,
+            cache: Mutex::new(HashMap::new()),
+            engine_tag,
+            pooling,
+            ticker_stop,
+        })
+    }
+
+    fn on_demand(cfg: &WasmConfig) -> Result<Engine, RuntimeError> {
+        Engine::new(&engine_config(cfg, false))
+            .map_err(|e| RuntimeError::Invalid(format!("cannot create the wasm engine: {e}")))
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The wasmtime engine (for benchmarks that compare against raw wasmtime).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    async fn load(&self, tenant: &str, sha: &str) -> Result<Pre, RuntimeError> {
+        let cell = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .entry((tenant.to_string(), sha.to_string()))
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        cell.get_or_try_init(|| self.compile(tenant, sha))
+            .await
+            .cloned()
+    }
+
+    async fn compile(&self, tenant: &str, sha: &str) -> Result<Pre, RuntimeError> {
+        let st = |e: crate::store::StoreError| RuntimeError::Store(e.to_string());
+        let bytes = self
+            .store
+            .get_component(tenant, sha)
+            .map_err(st)?
+            .ok_or_else(|| RuntimeError::Missing(sha.into()))?;
+        let artifact_key = format!("{sha}-{}", self.engine_tag);
+        let engine = self.engine.clone();
+        let store = self.store.clone();
+        let component = tokio::task::spawn_blocking(move || -> Result<Component, RuntimeError> {
+            if let Some(art) = store.get_artifact(&artifact_key).map_err(st)? {
+                // SAFETY: artefacts are written only by this function, from
+                // `Component::serialize` of an engine with the same compatibility hash
+                // (part of the key); wasmtime also checks the header before loading.
+                if let Ok(c) = unsafe { Component::deserialize(&engine, &art) } {
+                    return Ok(c);
+                }
+            }
+            let comp_bytes = match kind_of(&bytes)? {
+                ComponentKind::Component => bytes,
+                ComponentKind::Module => componentize(&bytes)?,
+            };
+            let c = Component::new(&engine, &comp_bytes)
+                .map_err(|e| RuntimeError::Invalid(format!("does not compile: {e:#}")))?;
+            if let Ok(ser) = c.serialize() {
+                store.put_artifact(&artifact_key, &ser).map_err(st)?;
+            }
+            Ok(c)
+        })
+        .await
+        .map_err(|e| RuntimeError::Invalid(format!("compilation panicked: {e}")))??;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            RuntimeError::Invalid(format!("imports something weir does not provide: {e:#}"))
+        })?;
+        let pre = CommandPre::new(pre).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "is not a WASI command (it must export wasi:cli/run): {e:#}"
+            ))
+        })?;
+        Ok(Arc::new(pre))
+    }
+
+    async fn execute(&self, req: StepRequest) -> StepOutcome {
+        let started = Instant::now();
+        let pre = match self.load(&req.tenant, &req.component).await {
+            Ok(p) => p,
+            Err(e) => {
+                return StepOutcome {
+                    result: Err(StepFailure::Load(e.to_string())),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    elapsed: started.elapsed(),
+                }
+            }
+        };
+        let limits = req.limits;
+        let stdout = MemoryOutputPipe::new(limits.stdout as usize);
+        let stderr = MemoryOutputPipe::new(limits.stderr as usize);
+        let mut b = WasiCtx::builder();
+        b.stdin(MemoryInputPipe::new(req.stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .args(&["step"])
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let host = Host {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory: limits.memory.min(usize::MAX as u64) as usize,
+                memory_hit: false,
+            },
+        };
+        let mut store = wasmtime::Store::new(&self.engine, host);
+        store.limiter(|h| &mut h.limiter);
+        let deadline = started + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let run = async {
+            let cmd = pre.instantiate_async(&mut store).await?;
+            cmd.wasi_cli_run().call_run(&mut store).await
+        }
+        .await;
+        let memory_hit = store.data().limiter.memory_hit;
+        drop(store);
+        let out = stdout.contents().to_vec();
+        let err = stderr.contents().to_vec();
+        let result = match run {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(())) => Err(StepFailure::Exit(1)),
+            Err(e) => {
+                if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                    if exit.0 == 0 {
+                        Ok(())
+                    } else {
+                        Err(StepFailure::Exit(exit.0))
+                    }
+                } else if memory_hit {
+                    Err(StepFailure::Memory(human_bytes(limits.memory)))
+                } else if Instant::now() >= deadline {
+                    Err(StepFailure::Timeout(limits.timeout))
+                } else {
+                    Err(StepFailure::Trap(trap_message(&e)))
+                }
+            }
+        };
+        // A full pipe refuses further writes; a guest may ignore that and exit 0, so the
+        // cap is judged by what was captured.
+        let result = match result {
+            _ if out.len() as u64 >= limits.stdout => {
+                Err(StepFailure::Stdout(human_bytes(limits.stdout)))
+            }
+            _ if err.len() as u64 >= limits.stderr => {
+                Err(StepFailure::Stderr(human_bytes(limits.stderr)))
+            }
+            r => r,
+        };
+        StepOutcome {
+            result,
+            stdout: out,
+            stderr: err,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+fn trap_message(e: &wasmtime::Error) -> String {
+    let mut msg = format!("{e:#}");
+    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+        msg = format!("{t}: {msg}");
+    }
+    msg.lines().take(12).collect::<Vec<_>>().join("\n")
+}
+
+impl StepRuntime for WasmRuntime {
+    fn prepare<'a>(
+        &'a self,
+        tenant: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move { self.load(tenant, sha256).await.map(|_| ()) })
+    }
+
+    fn run(&self, req: StepRequest) -> BoxFuture<'_, StepOutcome> {
+        Box::pin(self.execute(req))
+    }
+}

@@ -1,0 +1,309 @@
+//! One behavioural suite that every `Store` backend must pass.
+
+use serde_json::json;
+
+use super::{Durability, RunChange, RunFilter, Store};
+use crate::event::parse_batch;
+use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus};
+
+type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
+
+/// Runs every conformance check against fresh stores from `open`.
+pub fn run_all(open: Open<'_>) {
+    idempotency_keys_dedupe(open());
+    ingest_creates_runs_once(open());
+    update_run_is_atomic_with_the_queue(open());
+    function_versions_increase(open());
+    tenants_do_not_see_each_other(open());
+    list_runs_pages_and_filters(open());
+}
+
+fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) -> Run {
+    Run {
+        id: id.into(),
+        tenant: tenant.into(),
+        function_id: function.into(),
+        function_version: 1,
+        status: RunStatus::Running,
+        event_id: event.into(),
+        user_id: user.map(Into::into),
+        event: json!({}),
+        created_at: 1,
+        ended_at: None,
+        steps: vec![StepState {
+            id: "a".into(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            output: None,
+            error: None,
+            log: None,
+            started_at: None,
+            ended_at: None,
+            wake_at: None,
+            edges: vec![Some(true)],
+            queued: Some(10),
+        }],
+    }
+}
+
+fn entry(tenant: &str, run: &str, due: i64) -> QueueEntry {
+    QueueEntry {
+        due,
+        tenant: tenant.into(),
+        run_id: run.into(),
+        step_id: "a".into(),
+    }
+}
+
+fn idempotency_keys_dedupe(s: Box<dyn Store>) {
+    let evs = parse_batch(
+        br#"[{"name":"a","id":"k"},{"name":"a","id":"k"},{"name":"b"}]"#,
+        10,
+    )
+    .unwrap();
+    let dups = s.append_events("t", &evs).unwrap();
+    assert_eq!(dups, vec![None, Some(evs[0].id.clone()), None]);
+    let again = parse_batch(br#"{"name":"a","id":"k"}"#, 10).unwrap();
+    assert_eq!(
+        s.append_events("t", &again).unwrap(),
+        vec![Some(evs[0].id.clone())]
+    );
+    // The same key in another tenant is independent.
+    assert_eq!(s.append_events("u", &again).unwrap(), vec![None]);
+    let pending: Vec<String> = s
+        .pending_events(10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    assert_eq!(
+        pending,
+        vec![evs[0].id.clone(), evs[2].id.clone(), again[0].id.clone()]
+    );
+    assert!(s
+        .get_event("t", &evs[1].id)
+        .unwrap()
+        .unwrap()
+        .duplicate_of
+        .is_some());
+}
+
+fn ingest_creates_runs_once(s: Box<dyn Store>) {
+    let evs = parse_batch(br#"{"name":"a","user":{"id":"u1"}}"#, 10).unwrap();
+    s.append_events("t", &evs).unwrap();
+    let r = run("r1", "t", "f", Some("u1"), &evs[0].id);
+    let q = vec![entry("t", "r1", 10)];
+    s.commit_ingest("t", &evs[0].id, &[(r.clone(), q.clone())])
+        .unwrap();
+    s.commit_ingest("t", &evs[0].id, &[(r.clone(), q)]).unwrap();
+    assert!(s.pending_events(10).unwrap().is_empty());
+    let se = s.get_event("t", &evs[0].id).unwrap().unwrap();
+    assert_eq!(se.run_ids, vec!["r1".to_string()]);
+    assert_eq!(s.get_run("t", "r1").unwrap().unwrap(), r);
+    assert_eq!(s.run_counts("t", "f").unwrap()[&RunStatus::Running], 1);
+    assert_eq!(
+        s.due(100, 10, &|_| false).unwrap(),
+        vec![entry("t", "r1", 10)]
+    );
+    assert!(s.due(9, 10, &|_| false).unwrap().is_empty());
+    assert_eq!(s.next_due(&|_| false).unwrap(), Some(10));
+}
+
+fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
+    let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+    s.append_events("t", &evs).unwrap();
+    s.commit_ingest(
+        "t",
+        &evs[0].id,
+        &[(
+            run("r1", "t", "f", None, &evs[0].id),
+            vec![entry("t", "r1", 10)],
+        )],
+    )
+    .unwrap();
+    let out = s
+        .update_run("t", "r1", Durability::Durable, &mut |r| {
+            r.status = RunStatus::Completed;
+            r.steps[0].status = StepStatus::Completed;
+            r.steps[0].output = Some(json!({"ok": true}));
+            Some(RunChange {
+                dequeue: vec![entry("t", "r1", 10)],
+                enqueue: vec![entry("t", "r1", 50)],
+            })
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Completed);
+    assert_eq!(
+        s.get_run("t", "r1").unwrap().unwrap().steps[0].output,
+        Some(json!({"ok": true}))
+    );
+    assert_eq!(
+        s.due(100, 10, &|_| false).unwrap(),
+        vec![entry("t", "r1", 50)]
+    );
+    let counts = s.run_counts("t", "f").unwrap();
+    assert_eq!(
+        (counts[&RunStatus::Running], counts[&RunStatus::Completed]),
+        (0, 1)
+    );
+    // Declining to change leaves everything as it was.
+    let same = s
+        .update_run("t", "r1", Durability::Lazy, &mut |_| None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(same, out);
+    assert!(s
+        .update_run("t", "nope", Durability::Lazy, &mut |_| None)
+        .unwrap()
+        .is_none());
+}
+
+fn function_versions_increase(s: Box<dyn Store>) {
+    assert_eq!(s.put_function("t", "f", &json!({"v": 1}), 1).unwrap(), 1);
+    assert_eq!(s.put_function("t", "f", &json!({"v": 2}), 2).unwrap(), 2);
+    assert_eq!(s.put_function("t", "f-2", &json!({"v": 1}), 2).unwrap(), 1);
+    let versions = s.function_versions("t", "f").unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        s.get_function("t", "f", 1).unwrap().unwrap().def,
+        json!({"v": 1})
+    );
+    let mut latest: Vec<(String, String, u64)> = s
+        .latest_functions()
+        .unwrap()
+        .into_iter()
+        .map(|(t, r)| (t, r.id, r.version))
+        .collect();
+    latest.sort();
+    assert_eq!(
+        latest,
+        vec![("t".into(), "f".into(), 2), ("t".into(), "f-2".into(), 1)]
+    );
+    s.put_component("t", "abc", b"bytes").unwrap();
+    assert_eq!(
+        s.get_component("t", "abc").unwrap().as_deref(),
+        Some(&b"bytes"[..])
+    );
+    s.put_artifact("k", b"compiled").unwrap();
+    assert_eq!(
+        s.get_artifact("k").unwrap().as_deref(),
+        Some(&b"compiled"[..])
+    );
+}
+
+fn tenants_do_not_see_each_other(s: Box<dyn Store>) {
+    let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+    s.append_events("t", &evs).unwrap();
+    s.commit_ingest(
+        "t",
+        &evs[0].id,
+        &[(run("r1", "t", "f", None, &evs[0].id), vec![])],
+    )
+    .unwrap();
+    s.put_component("t", "abc", b"bytes").unwrap();
+    s.put_function("t", "f", &json!({}), 1).unwrap();
+    assert!(s.get_event("u", &evs[0].id).unwrap().is_none());
+    assert!(s.get_run("u", "r1").unwrap().is_none());
+    assert!(s.get_component("u", "abc").unwrap().is_none());
+    assert!(s.function_versions("u", "f").unwrap().is_empty());
+    assert!(s
+        .list_runs("u", &RunFilter::default(), 10, None)
+        .unwrap()
+        .data
+        .is_empty());
+    assert!(s.list_events("u", None, 10, None).unwrap().data.is_empty());
+    assert!(s
+        .update_run("u", "r1", Durability::Lazy, &mut |_| Some(
+            RunChange::default()
+        ))
+        .unwrap()
+        .is_none());
+    assert!(s.append_events("bad\0tenant", &evs).is_err());
+}
+
+fn list_runs_pages_and_filters(s: Box<dyn Store>) {
+    let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+    s.append_events("t", &evs).unwrap();
+    let runs: Vec<_> = (0..5)
+        .map(|i| {
+            let f = if i % 2 == 0 { "even" } else { "odd" };
+            (
+                run(
+                    &format!("r{i}"),
+                    "t",
+                    f,
+                    Some(if i < 2 { "u1" } else { "u2" }),
+                    &evs[0].id,
+                ),
+                vec![],
+            )
+        })
+        .collect();
+    s.commit_ingest("t", &evs[0].id, &runs).unwrap();
+    let ids = |p: &super::Page<Run>| p.data.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let p1 = s.list_runs("t", &RunFilter::default(), 2, None).unwrap();
+    assert_eq!(ids(&p1), vec!["r4", "r3"]);
+    let p2 = s
+        .list_runs("t", &RunFilter::default(), 2, p1.next_cursor.as_deref())
+        .unwrap();
+    assert_eq!(ids(&p2), vec!["r2", "r1"]);
+    let p3 = s
+        .list_runs("t", &RunFilter::default(), 2, p2.next_cursor.as_deref())
+        .unwrap();
+    assert_eq!((ids(&p3), p3.next_cursor), (vec!["r0".to_string()], None));
+    let even = RunFilter {
+        function: Some("even".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.list_runs("t", &even, 10, None).unwrap()),
+        vec!["r4", "r2", "r0"]
+    );
+    let u1 = RunFilter {
+        user: Some("u1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.list_runs("t", &u1, 10, None).unwrap()),
+        vec!["r1", "r0"]
+    );
+    let by_event = RunFilter {
+        event: Some(evs[0].id.clone()),
+        function: Some("odd".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.list_runs("t", &by_event, 10, None).unwrap()),
+        vec!["r3", "r1"]
+    );
+    let failed = RunFilter {
+        status: Some(RunStatus::Failed),
+        ..Default::default()
+    };
+    assert!(s.list_runs("t", &failed, 10, None).unwrap().data.is_empty());
+}
+
+/// Data written by one instance is there after reopening the same directory.
+pub fn survives_reopen(open: Open<'_>) {
+    let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+    {
+        let s = open();
+        s.append_events("t", &evs).unwrap();
+        s.commit_ingest(
+            "t",
+            &evs[0].id,
+            &[(
+                run("r1", "t", "f", None, &evs[0].id),
+                vec![entry("t", "r1", 3)],
+            )],
+        )
+        .unwrap();
+    }
+    let s = open();
+    assert_eq!(s.get_run("t", "r1").unwrap().unwrap().id, "r1");
+    assert_eq!(s.due(10, 10, &|_| false).unwrap().len(), 1);
+}

@@ -1,0 +1,209 @@
+//! Durable storage behind one trait; the engine never sees a concrete backend.
+
+mod keys;
+pub mod sled;
+
+#[cfg(test)]
+mod conformance;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::run::{QueueEntry, Run, RunStatus};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption…).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// A stored record does not decode.
+    #[error("corrupt record under {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// A name is not usable as part of a key.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidName {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// Result alias for storage calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An event as stored, with the runs it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event.
+    pub event: Event,
+    /// Runs it started (filled in once triggers have been matched).
+    #[serde(default)]
+    pub run_ids: Vec<String>,
+    /// The id of the earlier event with the same idempotency key, if this one repeats it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    /// Whether triggers have been matched yet.
+    #[serde(default)]
+    pub ingested: bool,
+}
+
+/// One deployed version of a function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    /// Function id.
+    pub id: String,
+    /// Version, from 1.
+    pub version: u64,
+    /// The definition as deployed (JSON).
+    pub def: Value,
+    /// Deploy time (ms since epoch).
+    pub created_at: i64,
+}
+
+/// Filters for listing runs; unset fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs of this function.
+    pub function: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this user.
+    pub user: Option<String>,
+    /// Only runs started by this event.
+    pub event: Option<String>,
+}
+
+impl RunFilter {
+    /// Whether `run` passes the filter.
+    pub fn matches(&self, run: &Run) -> bool {
+        self.function.as_ref().is_none_or(|f| &run.function_id == f)
+            && self.status.is_none_or(|s| run.status == s)
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| run.user_id.as_ref() == Some(u))
+            && self.event.as_ref().is_none_or(|e| &run.event_id == e)
+    }
+}
+
+/// A page of results, newest first, with the cursor to the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// Items.
+    pub data: Vec<T>,
+    /// Pass back as `cursor` to get the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// What a run update asks the store to do besides writing the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunChange {
+    /// Queue entries to delete.
+    pub dequeue: Vec<QueueEntry>,
+    /// Queue entries to add.
+    pub enqueue: Vec<QueueEntry>,
+}
+
+/// How durable a write must be before the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed to disk (fsync) before returning.
+    Durable,
+    /// Applied atomically, flushed later (lost on a crash only as a whole).
+    Lazy,
+}
+
+/// A run's read-modify-write: returns `None` to leave the run untouched.
+pub type RunUpdate<'a> = dyn FnMut(&mut Run) -> Option<RunChange> + 'a;
+
+/// Durable storage for everything weir keeps. Every method is atomic.
+pub trait Store: Send + Sync + 'static {
+    /// Stores events durably. Returns, per event, the id of an earlier event with the
+    /// same idempotency key (then the new one triggers nothing), or `None` if it is new.
+    fn append_events(&self, tenant: &str, events: &[Event]) -> StoreResult<Vec<Option<String>>>;
+    /// One stored event.
+    fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>>;
+    /// Events, newest first, optionally of one name.
+    fn list_events(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<StoredEvent>>;
+    /// Events whose triggers have not been matched yet, oldest first, with their tenant.
+    fn pending_events(&self, limit: usize) -> StoreResult<Vec<(String, Event)>>;
+    /// Records the runs an event started and queues their first steps, atomically and
+    /// durably; the event leaves the pending set.
+    fn commit_ingest(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        runs: &[(Run, Vec<QueueEntry>)],
+    ) -> StoreResult<()>;
+
+    /// Stores a new version of function `id` and returns its number (1 for the first).
+    fn put_function(&self, tenant: &str, id: &str, def: &Value, now: i64) -> StoreResult<u64>;
+    /// One version of a function.
+    fn get_function(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u64,
+    ) -> StoreResult<Option<FunctionRecord>>;
+    /// Every version of a function, oldest first.
+    fn function_versions(&self, tenant: &str, id: &str) -> StoreResult<Vec<FunctionRecord>>;
+    /// The latest version of every function of every tenant.
+    fn latest_functions(&self) -> StoreResult<Vec<(String, FunctionRecord)>>;
+    /// Run counts of a function by status.
+    fn run_counts(&self, tenant: &str, function_id: &str) -> StoreResult<BTreeMap<RunStatus, u64>>;
+
+    /// Stores a component's bytes under its sha256 (hex).
+    fn put_component(&self, tenant: &str, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// A component's bytes.
+    fn get_component(&self, tenant: &str, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores a compiled artefact (derived data, shared by tenants).
+    fn put_artifact(&self, key: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// A compiled artefact.
+    fn get_artifact(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// One run.
+    fn get_run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>>;
+    /// Runs, newest first.
+    fn list_runs(
+        &self,
+        tenant: &str,
+        filter: &RunFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Run>>;
+    /// Reads run `id`, lets `update` change it, and writes the run with the queue
+    /// changes it returns in one atomic batch. `update` may be called more than once
+    /// (on a conflicting concurrent write) and must then decide afresh. Returns the
+    /// run as written, or as found if `update` returned `None`.
+    fn update_run(
+        &self,
+        tenant: &str,
+        id: &str,
+        durability: Durability,
+        update: &mut RunUpdate<'_>,
+    ) -> StoreResult<Option<Run>>;
+
+    /// Queue entries due at or before `now`, earliest first, skipping those `skip` names.
+    fn due(
+        &self,
+        now: i64,
+        limit: usize,
+        skip: &dyn Fn(&QueueEntry) -> bool,
+    ) -> StoreResult<Vec<QueueEntry>>;
+    /// Removes one queue entry (a stray one whose run is gone).
+    fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()>;
+    /// The earliest due time in the queue, if any, not counting entries `skip` names.
+    fn next_due(&self, skip: &dyn Fn(&QueueEntry) -> bool) -> StoreResult<Option<i64>>;
+    /// Flushes everything written so far to disk.
+    fn flush(&self) -> StoreResult<()>;
+}
