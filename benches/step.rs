@@ -1,1 +1,133 @@
-fn main() {}
+//! Micro-benchmarks: one step through weir's wasm runtime against raw wasmtime
+//! instantiate+call of the same component; CEL trigger evaluation; event parsing.
+//!
+//! `cargo bench --bench step` (needs `guest-examples/build.sh` first).
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use weir::expr::Expr;
+use weir::runtime::wasm::{componentize, WasmConfig, WasmRuntime};
+use weir::runtime::{ResolvedLimits, StepRequest, StepRuntime};
+use weir::store::sled::SledStore;
+use weir::store::Store;
+
+const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-examples/out/hello.wasm");
+
+fn stdin() -> Vec<u8> {
+    serde_json::to_vec(&json!({"event": {"name": "demo/hello", "data": {"name": "Ada"}}, "steps": {},
+        "ctx": {"function_id": "bench", "function_version": 1, "run_id": "r", "step_id": "s", "attempt": 0, "tenant": "t"}}))
+    .unwrap()
+}
+
+struct Raw {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Raw {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn step_vs_raw(c: &mut Criterion) {
+    let module = std::fs::read(GUEST).expect("run guest-examples/build.sh first");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // weir: the runtime the engine uses, with its limits, deadline and output caps.
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let sha = hex::encode(Sha256::digest(&module));
+    store.put_component("t", &sha, &module).unwrap();
+    let runtime = WasmRuntime::new(store, WasmConfig::default()).unwrap();
+    rt.block_on(runtime.prepare("t", &sha)).unwrap();
+    let req = StepRequest {
+        tenant: "t".into(),
+        component: sha,
+        stdin: stdin(),
+        limits: ResolvedLimits::default(),
+    };
+    let check = rt.block_on(runtime.run(req.clone()));
+    assert!(
+        check.result.is_ok() && !check.stdout.is_empty(),
+        "{:?}",
+        check.result
+    );
+
+    // raw wasmtime: the same component, instantiate + call, nothing else.
+    let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(
+        PoolingAllocationConfig::default(),
+    ));
+    let engine = Engine::new(&config).unwrap();
+    let component = Component::new(&engine, componentize(&module).unwrap()).unwrap();
+    let mut linker = Linker::<Raw>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    let pre = CommandPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    let input = stdin();
+
+    let mut g = c.benchmark_group("one step (C guest, stdin JSON -> stdout JSON)");
+    g.bench_function("weir runtime", |b| {
+        b.iter(|| {
+            let out = rt.block_on(runtime.run(req.clone()));
+            assert!(out.result.is_ok());
+        })
+    });
+    g.bench_function("raw wasmtime instantiate+call", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let stdout = MemoryOutputPipe::new(1 << 20);
+                let mut wb = WasiCtx::builder();
+                wb.stdin(MemoryInputPipe::new(input.clone()))
+                    .stdout(stdout.clone());
+                let mut store = wasmtime::Store::new(
+                    &engine,
+                    Raw {
+                        wasi: wb.build(),
+                        table: ResourceTable::new(),
+                    },
+                );
+                let cmd = pre.instantiate_async(&mut store).await.unwrap();
+                cmd.wasi_cli_run()
+                    .call_run(&mut store)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(!stdout.contents().is_empty());
+            })
+        })
+    });
+    g.finish();
+}
+
+fn cel_and_parse(c: &mut Criterion) {
+    let expr = Expr::compile("event.data.plan == 'pro' && event.user.id.startsWith('u_')").unwrap();
+    let event =
+        json!({"name": "user/signed.up", "data": {"plan": "pro", "n": 3}, "user": {"id": "u_42"}});
+    assert!(expr.eval_bool(&[("event", &event)]).unwrap());
+    c.bench_function("CEL trigger evaluation", |b| {
+        b.iter(|| expr.eval_bool(&[("event", &event)]).unwrap())
+    });
+    let body =
+        br#"{"name":"user/signed.up","data":{"plan":"pro","n":3},"user":{"id":"u_42"},"id":"k1"}"#;
+    c.bench_function("event parse+validate", |b| {
+        b.iter(|| weir::event::parse_batch(body, 10).unwrap())
+    });
+}
+
+criterion_group!(benches, step_vs_raw, cel_and_parse);
+criterion_main!(benches);

@@ -46,6 +46,7 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    quiet_parser_panics();
     let result = match cli.command {
         Command::Dev(a) => dev::main(a),
         Command::Send(a) => send::main(a),
@@ -61,4 +62,20 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The CEL parser (antlr4rust) panics on some malformed input; weir catches those panics
+/// and reports a parse error, so the default hook's backtrace noise is dropped for them.
+fn quiet_parser_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info
+            .location()
+            .is_some_and(|l| l.file().contains("antlr4rust"))
+        {
+            tracing::debug!("CEL parser panicked (reported as a parse error): {info}");
+            return;
+        }
+        default(info);
+    }));
 }

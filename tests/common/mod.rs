@@ -1,0 +1,268 @@
+//! Shared helpers for integration tests: the real `weir` binary on a free port, a real
+//! store in a temp dir, real guests from `guest-examples/out`, and HTTP over loopback.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Generous deadline for anything a test waits for (debug builds on 2 cores).
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Path of a compiled example guest; fails loudly if the guests were not built.
+pub fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("guest-examples/out")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run ./guest-examples/build.sh (or ./scripts/test.sh)",
+        p.display()
+    );
+    p
+}
+
+/// The `weir` binary under test.
+pub fn weir_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// A running `weir dev` process.
+pub struct Server {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub functions: PathBuf,
+    pub stdout: String,
+    child: Child,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `weir dev` with an empty functions dir and a fresh store.
+    pub fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let functions = tmp.path().join("functions");
+        std::fs::create_dir_all(&functions).unwrap();
+        let mut s = Self::spawn(&data, &functions);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts `weir dev` on an existing data dir and functions dir.
+    pub fn spawn(data_dir: &Path, functions: &Path) -> Self {
+        let mut child = Command::new(weir_bin())
+            .args(["dev", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--functions")
+            .arg(functions)
+            .env("WEIR_LOG", "weir=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("weir starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stdout = String::new();
+        let deadline = Instant::now() + DEADLINE;
+        let url = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    let _ = child.kill();
+                    panic!("weir dev did not become ready; output so far:\n{stdout}")
+                });
+            stdout.push_str(&line);
+            stdout.push('\n');
+            if let Some(rest) = line.split("API http://").nth(1) {
+                let addr = rest.split('/').next().unwrap();
+                break format!("http://{addr}");
+            }
+        };
+        Server {
+            url,
+            data_dir: data_dir.into(),
+            functions: functions.into(),
+            stdout,
+            child,
+            _tmp: None,
+        }
+    }
+
+    /// SIGKILLs the process and starts a new one on the same data.
+    pub fn kill_and_restart(mut self) -> Self {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let tmp = self._tmp.take();
+        let mut s = Self::spawn(&self.data_dir, &self.functions);
+        s._tmp = tmp;
+        s
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+    }
+
+    fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+        let mut r = r.expect("request reaches weir");
+        let status = r.status().as_u16();
+        let text = r
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        Self::finish(Self::agent().get(format!("{}{path}", self.url)).call())
+    }
+
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> (u16, Value) {
+        Self::finish(
+            Self::agent()
+                .post(format!("{}{path}", self.url))
+                .content_type("application/json")
+                .send(body),
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &serde_json::to_vec(body).unwrap())
+    }
+
+    pub fn put_raw(&self, path: &str, body: &[u8]) -> (u16, Value) {
+        Self::finish(
+            Self::agent()
+                .put(format!("{}{path}", self.url))
+                .content_type("application/wasm")
+                .send(body),
+        )
+    }
+
+    /// Uploads a wasm file; returns its `sha256:` name.
+    pub fn upload(&self, wasm: &Path) -> String {
+        let bytes = std::fs::read(wasm).unwrap();
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let (st, body) = self.put_raw(&format!("/v1/components/{sha}"), &bytes);
+        assert_eq!(st, 200, "upload of {}: {body}", wasm.display());
+        format!("sha256:{sha}")
+    }
+
+    /// Deploys a definition, uploading any step `path` that names a guest (`guest:NAME`).
+    pub fn deploy(&self, mut def: Value) -> (u16, Value) {
+        if let Some(steps) = def["steps"].as_object_mut() {
+            for step in steps.values_mut() {
+                if let Some(name) = step["path"].as_str().and_then(|p| p.strip_prefix("guest:")) {
+                    step["path"] = json!(self.upload(&guest(name)));
+                }
+            }
+        }
+        self.post("/v1/functions", &def)
+    }
+
+    /// Deploys and asserts success.
+    pub fn deploy_ok(&self, def: Value) -> u64 {
+        let (st, body) = self.deploy(def);
+        assert_eq!(st, 200, "deploy: {body}");
+        body["version"].as_u64().unwrap()
+    }
+
+    /// Sends one event; returns its id.
+    pub fn send(&self, event: Value) -> String {
+        let (st, body) = self.post("/e/test", &event);
+        assert_eq!(st, 200, "send: {body}");
+        body["ids"][0].as_str().unwrap().to_string()
+    }
+
+    /// Polls until the event's triggers have been matched; returns its run ids.
+    pub fn runs_of(&self, event_id: &str) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (st, ev) = self.get(&format!("/v1/events/{event_id}"));
+            assert_eq!(st, 200, "{ev}");
+            let ids: Vec<String> = ev["run_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            if !ids.is_empty() || Instant::now() > deadline {
+                return ids;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls a run until `pred` holds; returns it.
+    pub fn wait_run(&self, run_id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (st, run) = self.get(&format!("/v1/runs/{run_id}"));
+            assert_eq!(st, 200, "{run}");
+            if pred(&run) {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run never reached the expected state: {run:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls a run until it is completed, failed or cancelled.
+    pub fn wait_done(&self, run_id: &str) -> Value {
+        self.wait_run(run_id, |r| {
+            matches!(
+                r["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        })
+    }
+
+    /// Sends an event that triggers exactly one run, and waits for that run to end.
+    pub fn send_and_finish(&self, event: Value) -> Value {
+        let id = self.send(event);
+        let runs = self.runs_of(&id);
+        assert_eq!(runs.len(), 1, "expected one run, got {runs:?}");
+        self.wait_done(&runs[0])
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A one-step function definition around a guest, triggered by `event`.
+pub fn one_step(id: &str, event: &str, guest: &str, extra: Value) -> Value {
+    let mut step = json!({"path": format!("guest:{guest}")});
+    if let Some(m) = extra.as_object() {
+        for (k, v) in m {
+            step[k] = v.clone();
+        }
+    }
+    json!({"id": id, "triggers": [{"event": event}], "retries": {"attempts": 0}, "steps": {"s": step}})
+}
