@@ -411,3 +411,73 @@ impl StepRuntime for WasmRuntime {
         Box::pin(self.execute(req))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sled::SledStore;
+    use sha2::{Digest, Sha256};
+
+    const ECHO: &str = r#"(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 1000))
+        (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+        (i32.store (i32.const 32) (i32.const 64)) (i32.store (i32.const 36) (i32.load (i32.const 16)))
+        (drop (call $w (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 20)))))"#;
+
+    fn setup() -> (Arc<SledStore>, String) {
+        let store = Arc::new(SledStore::temporary().unwrap());
+        let module = wat::parse_str(ECHO).unwrap();
+        let sha = hex::encode(Sha256::digest(&module));
+        store.put_component("t", &sha, &module).unwrap();
+        (store, sha)
+    }
+
+    fn request(sha: &str) -> StepRequest {
+        StepRequest {
+            tenant: "t".into(),
+            component: sha.into(),
+            stdin: b"{\"hi\":1}".to_vec(),
+            limits: super::super::ResolvedLimits::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn compiled_artefacts_are_cached_in_the_store_and_reused() {
+        let (store, sha) = setup();
+        let rt = WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap();
+        let out = rt.run(request(&sha)).await;
+        assert_eq!(out.result, Ok(()));
+        assert_eq!(out.stdout, b"{\"hi\":1}");
+        let key = format!("{sha}-{}", rt.engine_tag);
+        let artefact = store.get_artifact(&key).unwrap().expect("artefact stored");
+        // A new runtime (a restart) loads the artefact instead of compiling.
+        let rt2 = WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap();
+        assert_eq!(rt2.run(request(&sha)).await.result, Ok(()));
+        // A corrupt artefact is not trusted: the component is compiled again.
+        store.put_artifact(&key, b"garbage").unwrap();
+        let rt3 = WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap();
+        assert_eq!(rt3.run(request(&sha)).await.stdout, b"{\"hi\":1}");
+        assert_ne!(store.get_artifact(&key).unwrap().unwrap(), b"garbage");
+        assert!(!artefact.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_components_and_non_wasm_are_load_errors() {
+        let (store, _) = setup();
+        let rt = WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap();
+        let out = rt.run(request(&"0".repeat(64))).await;
+        assert!(
+            matches!(out.result, Err(StepFailure::Load(ref m)) if m.contains("not uploaded")),
+            "{:?}",
+            out.result
+        );
+        assert!(matches!(
+            kind_of(b"hello world"),
+            Err(RuntimeError::NotWasm(_))
+        ));
+    }
+}
