@@ -126,6 +126,61 @@ pub struct StepState {
     /// Due time of this step's entry in the ready queue, while it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<i64>,
+    /// The event that resolved an `async` edge into this step (its stdin's `async`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_event: Option<Value>,
+}
+
+/// What a wait belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum WaitSlot {
+    /// Incoming edge `edge` of step `step` (indices in the function version).
+    Edge { step: usize, edge: usize },
+    /// Cancellation rule `rule` of the function.
+    Cancel { rule: usize },
+}
+
+impl WaitSlot {
+    /// A stable string form, used in index keys.
+    pub fn key(&self) -> String {
+        match self {
+            WaitSlot::Edge { step, edge } => format!("e{step}.{edge}"),
+            WaitSlot::Cancel { rule } => format!("c{rule}"),
+        }
+    }
+}
+
+/// A run waiting for an event: for an `async` edge or a cancellation rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wait {
+    /// What it is for.
+    pub slot: WaitSlot,
+    /// Awaited event name.
+    pub event: String,
+    /// Path in the incoming event that must equal `value` (`*`: not indexed).
+    pub path: String,
+    /// Canonical JSON of the expected value (`*`: not indexed).
+    pub value: String,
+    /// When the wait gives up (ms since epoch), if ever.
+    pub expires_at: Option<i64>,
+}
+
+/// The index entry of a wait: found by event name, path and value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaitKey {
+    /// Tenant.
+    pub tenant: String,
+    /// Awaited event name.
+    pub event: String,
+    /// Path in the incoming event, or `*`.
+    pub path: String,
+    /// Expected value, or `*`.
+    pub value: String,
+    /// Run id.
+    pub run_id: String,
+    /// `WaitSlot::key()`.
+    pub slot: String,
 }
 
 /// A run of one function version for one event.
@@ -155,6 +210,9 @@ pub struct Run {
     pub ended_at: Option<i64>,
     /// Steps, in the function's topological order.
     pub steps: Vec<StepState>,
+    /// Live waits for events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<Wait>,
 }
 
 /// An entry of the ready queue: a step of a run that may execute at `due`.
@@ -189,6 +247,18 @@ impl Run {
                 if let Some(w) = s.wake_at {
                     v["wake_at"] = w.into();
                 }
+                let awaiting: Vec<Value> = self
+                    .waits
+                    .iter()
+                    .filter(|w| matches!(w.slot, WaitSlot::Edge { step, .. } if self.steps.get(step).is_some_and(|st| st.id == s.id)))
+                    .map(|w| serde_json::json!({"event": w.event, "expires_at": w.expires_at}))
+                    .collect();
+                if !awaiting.is_empty() {
+                    v["awaiting"] = awaiting.into();
+                }
+                if let Some(a) = &s.async_event {
+                    v["async"] = a.clone();
+                }
                 (s.id.clone(), v)
             })
             .collect();
@@ -203,6 +273,18 @@ impl Run {
             "ended_at": self.ended_at,
             "steps": steps,
         })
+    }
+
+    /// The index key of one of this run's waits.
+    pub fn wait_key(&self, w: &Wait) -> WaitKey {
+        WaitKey {
+            tenant: self.tenant.clone(),
+            event: w.event.clone(),
+            path: w.path.clone(),
+            value: w.value.clone(),
+            run_id: self.id.clone(),
+            slot: w.slot.key(),
+        }
     }
 
     /// The step named `id`.

@@ -75,11 +75,20 @@ fn invalid_functions_are_rejected_naming_the_step_and_field() {
     assert!(e.contains("steps.a.path") && e.contains("sha256:"), "{e}");
     let e = deploy_error(
         &s,
-        json!({"id": "f", "triggers": [{"event": "e"}], "steps": {
-        "a": {"path": "guest:echo", "after": [{"step": "$trigger", "wait": "10m"}]}}}),
+        json!({"id": "f", "triggers": [{"event": "e"}], "concurrency": {"limit": 1},
+        "steps": {"a": {"path": "guest:echo"}}}),
     );
     assert!(
-        e.contains("steps.a.after[0].wait") && e.contains("not supported yet"),
+        e.contains("concurrency") && e.contains("not supported yet"),
+        "{e}"
+    );
+    let e = deploy_error(
+        &s,
+        json!({"id": "f", "triggers": [{"event": "e"}], "steps": {
+        "a": {"path": "guest:echo", "after": [{"step": "$trigger", "wait": "10 parsecs"}]}}}),
+    );
+    assert!(
+        e.contains("steps.a.after[0].wait") && e.contains("unknown unit"),
         "{e}"
     );
     let (st, body) = s.post_raw("/v1/functions", b"{not json");

@@ -15,6 +15,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/runs", get(list))
         .route("/v1/runs/{id}", get(one))
+        .route("/v1/runs/{id}/cancel", axum::routing::post(cancel))
 }
 
 #[derive(Deserialize)]
@@ -61,4 +62,13 @@ async fn one(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
     Ok(Json(state.engine.run(&tenant, &id)?.to_api()))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = state.tenant(&headers)?;
+    Ok(Json(state.engine.cancel_run(&tenant, &id)?.to_api()))
 }

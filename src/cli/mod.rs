@@ -1,5 +1,6 @@
 //! The `weir` command line: one file per subcommand.
 
+mod cancel;
 mod client;
 mod componentize;
 mod deploy;
@@ -33,6 +34,8 @@ enum Command {
     Run(run::Args),
     /// List runs on a running server.
     Runs(runs::Args),
+    /// Cancel a run on a running server.
+    Cancel(cancel::Args),
     /// Turn a WASI preview1 module (.wasm or .wat) into a component.
     Componentize(componentize::Args),
 }
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Deploy(a) => deploy::main(a),
         Command::Run(a) => run::main(a),
         Command::Runs(a) => runs::main(a),
+        Command::Cancel(a) => cancel::main(a),
         Command::Componentize(a) => componentize::main(a),
     };
     match result {

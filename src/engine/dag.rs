@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::function::Function;
-use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus};
+use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus, Wait, WaitSlot};
 use crate::store::RunChange;
 
 /// How one execution of a step ended, as the scheduler sees it.
@@ -25,14 +25,25 @@ pub enum StepResult {
     },
 }
 
-/// Builds a new run for `event` and the queue entries of its first steps.
+/// What a due queue entry means for its step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// The step is claimed (now `running`): execute it.
+    Execute(RunChange),
+    /// A timer was handled (an `async` wait timed out); nothing to execute.
+    Handled(RunChange),
+    /// The entry is stale (the step moved on): remove it.
+    Stale(RunChange),
+}
+
+/// Builds a new run for `event`: its first steps queued, its waits registered.
 pub fn new_run(
     f: &Function,
     tenant: &str,
     run_id: String,
     event: &crate::event::Event,
     now: i64,
-) -> (Run, Vec<QueueEntry>) {
+) -> (Run, RunChange) {
     let steps = f
         .steps
         .iter()
@@ -48,6 +59,7 @@ pub fn new_run(
             wake_at: None,
             edges: vec![None; s.incoming.len()],
             queued: None,
+            async_event: None,
         })
         .collect();
     let mut run = Run {
@@ -62,34 +74,152 @@ pub fn new_run(
         created_at: now,
         ended_at: None,
         steps,
+        waits: Vec::new(),
     };
+    let mut change = RunChange::default();
+    for (i, rule) in f.cancel.iter().enumerate() {
+        let (path, value) = index_of(rule.index.as_ref(), &run.event);
+        let w = Wait {
+            slot: WaitSlot::Cancel { rule: i },
+            event: rule.event.clone(),
+            path,
+            value,
+            expires_at: rule.timeout.map(|t| now + t.as_millis() as i64),
+        };
+        change.waits_add.push(run.wait_key(&w));
+        run.waits.push(w);
+    }
     for (i, s) in f.steps.iter().enumerate() {
         for (e, edge) in s.incoming.iter().enumerate() {
             if edge.parent.is_none() {
-                resolve_edge(f, &mut run, i, e, None);
+                resolve_edge(f, &mut run, i, e, None, now, &mut change);
             }
         }
     }
-    let mut change = RunChange::default();
     settle(f, &mut run, now, &mut change);
-    (run, change.enqueue)
+    (run, change)
 }
 
-/// Marks step `idx` as running for the queue entry due at `due`. Returns `None` if the
-/// entry is stale (the step is no longer queued for it) or the run is over.
-pub fn claim(run: &mut Run, idx: usize, due: i64, now: i64) -> Option<RunChange> {
+/// Decides what a due queue entry of step `idx` means, and applies it.
+pub fn on_due(f: &Function, run: &mut Run, idx: usize, due: i64, now: i64) -> Due {
+    let stale = || {
+        Due::Stale(RunChange {
+            dequeue: vec![QueueEntry {
+                due,
+                tenant: run.tenant.clone(),
+                run_id: run.id.clone(),
+                step_id: run.steps[idx].id.clone(),
+            }],
+            ..Default::default()
+        })
+    };
+    if run.status.is_terminal() || run.steps[idx].queued != Some(due) {
+        return stale();
+    }
+    match run.steps[idx].status {
+        StepStatus::Waiting => {
+            let mut change = RunChange::default();
+            clear_timer(run, idx, &mut change);
+            let expired: Vec<Wait> = run
+                .waits
+                .iter()
+                .filter(|w| {
+                    matches!(w.slot, WaitSlot::Edge { step, .. } if step == idx)
+                        && w.expires_at.is_some_and(|t| t <= now)
+                })
+                .cloned()
+                .collect();
+            for w in expired {
+                let WaitSlot::Edge { step, edge } = w.slot else {
+                    continue;
+                };
+                remove_wait(run, &w.slot, &mut change);
+                let a = f.steps[step].incoming[edge].wait_for.as_ref();
+                let taken = a.is_some_and(|a| a.on_timeout)
+                    && edge_condition(f, run, step, edge, &Value::Null);
+                run.steps[step].edges[edge] = Some(taken);
+            }
+            after_wait_change(f, run, idx, now, &mut change);
+            Due::Handled(change)
+        }
+        StepStatus::Pending | StepStatus::Running | StepStatus::Sleeping => {
+            let st = &mut run.steps[idx];
+            st.status = StepStatus::Running;
+            st.attempts += 1;
+            st.started_at = Some(now);
+            st.wake_at = None;
+            run.status = RunStatus::Running;
+            Due::Execute(RunChange::default())
+        }
+        _ => stale(),
+    }
+}
+
+/// An event matched wait `slot` of this run: resolves its edge, or cancels the run.
+/// Returns `None` if the wait is gone, expired, or its condition does not hold.
+pub fn resume(
+    f: &Function,
+    run: &mut Run,
+    slot: &str,
+    incoming: &Value,
+    now: i64,
+) -> Option<RunChange> {
     if run.status.is_terminal() {
         return None;
     }
-    let st = &mut run.steps[idx];
-    if st.queued != Some(due) || !matches!(st.status, StepStatus::Pending | StepStatus::Running) {
+    let w = run.waits.iter().find(|w| w.slot.key() == slot)?.clone();
+    let mut change = RunChange::default();
+    match w.slot {
+        WaitSlot::Cancel { rule } => {
+            if w.expires_at.is_some_and(|t| t <= now) {
+                remove_wait(run, &w.slot, &mut change);
+                return Some(change);
+            }
+            let r = f.cancel.get(rule)?;
+            if !holds(
+                r.cond.as_ref(),
+                &[("event", &run.event), ("async", incoming)],
+            ) {
+                return None;
+            }
+            end_run(run, RunStatus::Cancelled, now, &mut change);
+            Some(change)
+        }
+        WaitSlot::Edge { step, edge } => {
+            let a = f.steps.get(step)?.incoming.get(edge)?.wait_for.as_ref()?;
+            if !holds(
+                a.matches.as_ref(),
+                &[("event", &run.event), ("async", incoming)],
+            ) {
+                return None;
+            }
+            remove_wait(run, &w.slot, &mut change);
+            let taken = !a.on_timeout && edge_condition(f, run, step, edge, incoming);
+            run.steps[step].edges[edge] = Some(taken);
+            if taken {
+                run.steps[step].async_event = Some(incoming.clone());
+            }
+            if !run
+                .waits
+                .iter()
+                .any(|w| matches!(w.slot, WaitSlot::Edge { step: s, .. } if s == step))
+            {
+                clear_timer(run, step, &mut change);
+            }
+            after_wait_change(f, run, step, now, &mut change);
+            Some(change)
+        }
+    }
+}
+
+/// Cancels a run that is not over yet.
+pub fn cancel(run: &mut Run, now: i64) -> Option<RunChange> {
+    if run.status.is_terminal() {
         return None;
     }
-    st.status = StepStatus::Running;
-    st.attempts += 1;
-    st.started_at = Some(now);
-    st.wake_at = None;
-    Some(RunChange::default())
+    let mut change = RunChange::default();
+    end_run(run, RunStatus::Cancelled, now, &mut change);
+    Some(change)
 }
 
 /// Records the result of the running attempt of step `idx` and advances the run.
@@ -108,17 +238,10 @@ pub fn complete(
         return None;
     }
     let mut change = RunChange::default();
+    clear_timer(run, idx, &mut change);
     let tenant = run.tenant.clone();
     let run_id = run.id.clone();
     let st = &mut run.steps[idx];
-    if let Some(due) = st.queued.take() {
-        change.dequeue.push(QueueEntry {
-            due,
-            tenant: tenant.clone(),
-            run_id: run_id.clone(),
-            step_id: st.id.clone(),
-        });
-    }
     st.log = log;
     match result {
         StepResult::Completed(output) => {
@@ -128,7 +251,7 @@ pub fn complete(
             st.ended_at = Some(now);
             let outgoing = f.steps[idx].outgoing.clone();
             for (child, e) in outgoing {
-                resolve_edge(f, run, child, e, Some(idx));
+                resolve_edge(f, run, child, e, Some(idx), now, &mut change);
             }
             settle(f, run, now, &mut change);
         }
@@ -164,27 +287,25 @@ pub fn complete(
             end_run(run, RunStatus::Failed, now, &mut change);
         }
     }
+    refresh_status(run);
     Some(change)
 }
 
-/// Ends the run: every unfinished step is cancelled and leaves the queue.
+/// Ends the run: every unfinished step is cancelled, and its queue entries and waits go.
 pub fn end_run(run: &mut Run, status: RunStatus, now: i64, change: &mut RunChange) {
     run.status = status;
     run.ended_at = Some(now);
-    for st in run.steps.iter_mut() {
-        if let Some(due) = st.queued.take() {
-            change.dequeue.push(QueueEntry {
-                due,
-                tenant: run.tenant.clone(),
-                run_id: run.id.clone(),
-                step_id: st.id.clone(),
-            });
-        }
+    for i in 0..run.steps.len() {
+        clear_timer(run, i, change);
+        let st = &mut run.steps[i];
         if !st.status.is_terminal() {
             st.status = StepStatus::Cancelled;
             st.ended_at = Some(now);
             st.wake_at = None;
         }
+    }
+    for w in std::mem::take(&mut run.waits) {
+        change.waits_remove.push(run.wait_key(&w));
     }
 }
 
@@ -206,40 +327,176 @@ pub fn outputs(run: &Run) -> Value {
     Value::Object(m)
 }
 
-fn resolve_edge(f: &Function, run: &mut Run, child: usize, e: usize, parent: Option<usize>) {
+/// The value at a dotted path, as canonical JSON (the wait index's key form).
+pub fn lookup(v: &Value, path: &str) -> Option<String> {
+    let mut cur = v;
+    for p in path.split('.') {
+        cur = cur.get(p)?;
+    }
+    (!cur.is_null()).then(|| cur.to_string())
+}
+
+fn index_of(index: Option<&crate::function::MatchIndex>, trigger: &Value) -> (String, String) {
+    match index.and_then(|i| lookup(trigger, &i.event_path).map(|v| (i.async_path.clone(), v))) {
+        Some(pv) => pv,
+        None => ("*".into(), "*".into()),
+    }
+}
+
+fn holds(cond: Option<&crate::expr::Expr>, vars: &[(&str, &Value)]) -> bool {
+    cond.is_none_or(|c| c.eval_bool(vars).unwrap_or(false))
+}
+
+/// The edge's `if`, with `async` bound; a failing condition is not taken.
+fn edge_condition(
+    f: &Function,
+    run: &mut Run,
+    child: usize,
+    e: usize,
+    async_event: &Value,
+) -> bool {
+    let edge = &f.steps[child].incoming[e];
+    let Some(cond) = &edge.cond else { return true };
+    let steps = outputs(run);
+    let response = edge
+        .parent
+        .and_then(|p| run.steps[p].output.clone())
+        .unwrap_or(Value::Null);
+    let vars = [
+        ("event", &run.event),
+        ("steps", &steps),
+        ("response", &response),
+        ("async", async_event),
+    ];
+    match cond.eval_bool(&vars) {
+        Ok(b) => b,
+        Err(err) => {
+            let from = edge
+                .parent
+                .map(|p| f.steps[p].id.as_str())
+                .unwrap_or(crate::function::TRIGGER);
+            run.steps[child].error = Some(format!("edge from `{from}` not taken: {err}"));
+            false
+        }
+    }
+}
+
+fn resolve_edge(
+    f: &Function,
+    run: &mut Run,
+    child: usize,
+    e: usize,
+    parent: Option<usize>,
+    now: i64,
+    change: &mut RunChange,
+) {
     let edge = &f.steps[child].incoming[e];
     let parent_done = parent.is_none_or(|p| run.steps[p].status == StepStatus::Completed);
-    let taken = match (&edge.cond, parent_done) {
-        (_, false) => false,
-        (None, true) => true,
-        (Some(cond), true) => {
-            let steps = outputs(run);
-            let response = parent
-                .and_then(|p| run.steps[p].output.clone())
-                .unwrap_or(Value::Null);
-            let vars = [
-                ("event", &run.event),
-                ("steps", &steps),
-                ("response", &response),
-                ("async", &Value::Null),
-            ];
-            match cond.eval_bool(&vars) {
-                Ok(b) => b,
-                Err(err) => {
-                    let from = parent
-                        .map(|p| f.steps[p].id.as_str())
-                        .unwrap_or(crate::function::TRIGGER);
-                    run.steps[child].error = Some(format!("edge from `{from}` not taken: {err}"));
-                    false
-                }
+    if !parent_done {
+        run.steps[child].edges[e] = Some(false);
+        return;
+    }
+    if let Some(a) = &edge.wait_for {
+        let (path, value) = index_of(a.index.as_ref(), &run.event);
+        let expires = now + a.ttl.as_millis() as i64;
+        let w = Wait {
+            slot: WaitSlot::Edge {
+                step: child,
+                edge: e,
+            },
+            event: a.event.clone(),
+            path,
+            value,
+            expires_at: Some(expires),
+        };
+        change.waits_add.push(run.wait_key(&w));
+        run.waits.push(w);
+        let st = &mut run.steps[child];
+        st.status = StepStatus::Waiting;
+        // One timer per step: the earliest expiry among its waits.
+        if st.queued.is_none_or(|q| q > expires) {
+            if let Some(old) = st.queued.take() {
+                change.dequeue.push(QueueEntry {
+                    due: old,
+                    tenant: run.tenant.clone(),
+                    run_id: run.id.clone(),
+                    step_id: st.id.clone(),
+                });
             }
+            st.queued = Some(expires);
+            st.wake_at = Some(expires);
+            change.enqueue.push(QueueEntry {
+                due: expires,
+                tenant: run.tenant.clone(),
+                run_id: run.id.clone(),
+                step_id: st.id.clone(),
+            });
         }
-    };
+        return;
+    }
+    let taken = edge_condition(f, run, child, e, &Value::Null);
     run.steps[child].edges[e] = Some(taken);
 }
 
-/// Queues every pending step whose edges are all resolved with one taken, skips those
-/// with none taken (propagating the skip), and completes the run when nothing is left.
+fn remove_wait(run: &mut Run, slot: &WaitSlot, change: &mut RunChange) {
+    if let Some(pos) = run.waits.iter().position(|w| &w.slot == slot) {
+        let w = run.waits.remove(pos);
+        change.waits_remove.push(run.wait_key(&w));
+    }
+}
+
+fn clear_timer(run: &mut Run, idx: usize, change: &mut RunChange) {
+    let st = &mut run.steps[idx];
+    if let Some(due) = st.queued.take() {
+        change.dequeue.push(QueueEntry {
+            due,
+            tenant: run.tenant.clone(),
+            run_id: run.id.clone(),
+            step_id: st.id.clone(),
+        });
+        st.wake_at = None;
+    }
+}
+
+/// After a wait of step `idx` resolved: re-arm its timer if waits remain, else let the
+/// step be decided by its edges.
+fn after_wait_change(f: &Function, run: &mut Run, idx: usize, now: i64, change: &mut RunChange) {
+    let next = run
+        .waits
+        .iter()
+        .filter(|w| matches!(w.slot, WaitSlot::Edge { step, .. } if step == idx))
+        .filter_map(|w| w.expires_at)
+        .min();
+    if let Some(due) = next {
+        let st = &mut run.steps[idx];
+        if st.queued != Some(due) {
+            if let Some(old) = st.queued.take() {
+                change.dequeue.push(QueueEntry {
+                    due: old,
+                    tenant: run.tenant.clone(),
+                    run_id: run.id.clone(),
+                    step_id: st.id.clone(),
+                });
+            }
+            st.queued = Some(due);
+            st.wake_at = Some(due);
+            change.enqueue.push(QueueEntry {
+                due,
+                tenant: run.tenant.clone(),
+                run_id: run.id.clone(),
+                step_id: st.id.clone(),
+            });
+        }
+    } else if run.steps[idx].status == StepStatus::Waiting {
+        run.steps[idx].status = StepStatus::Pending;
+    }
+    settle(f, run, now, change);
+    refresh_status(run);
+}
+
+/// Queues every pending step whose edges are all resolved with one taken (after the
+/// longest `wait` of its taken edges), skips those with none taken (propagating the
+/// skip), and completes the run when nothing is left.
 fn settle(f: &Function, run: &mut Run, now: i64, change: &mut RunChange) {
     for i in 0..f.steps.len() {
         let st = &run.steps[i];
@@ -250,10 +507,24 @@ fn settle(f: &Function, run: &mut Run, now: i64, change: &mut RunChange) {
             continue;
         }
         if st.edges.contains(&Some(true)) {
+            let sleep = f.steps[i]
+                .incoming
+                .iter()
+                .zip(&st.edges)
+                .filter(|(_, taken)| **taken == Some(true))
+                .filter_map(|(e, _)| e.wait)
+                .max()
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let due = now + sleep;
             let st = &mut run.steps[i];
-            st.queued = Some(now);
+            st.queued = Some(due);
+            if sleep > 0 {
+                st.status = StepStatus::Sleeping;
+                st.wake_at = Some(due);
+            }
             change.enqueue.push(QueueEntry {
-                due: now,
+                due,
                 tenant: run.tenant.clone(),
                 run_id: run.id.clone(),
                 step_id: st.id.clone(),
@@ -270,7 +541,31 @@ fn settle(f: &Function, run: &mut Run, now: i64, change: &mut RunChange) {
     if run.steps.iter().all(|s| s.status.is_terminal()) {
         run.status = RunStatus::Completed;
         run.ended_at = Some(now);
+        for w in std::mem::take(&mut run.waits) {
+            change.waits_remove.push(run.wait_key(&w));
+        }
+    } else {
+        refresh_status(run);
     }
+}
+
+/// running if anything is executing or queued to; else waiting or sleeping.
+fn refresh_status(run: &mut Run) {
+    if run.status.is_terminal() {
+        return;
+    }
+    let any = |f: &dyn Fn(&StepState) -> bool| run.steps.iter().any(f);
+    run.status = if any(&|s| {
+        s.status == StepStatus::Running || (s.status == StepStatus::Pending && s.queued.is_some())
+    }) {
+        RunStatus::Running
+    } else if any(&|s| s.status == StepStatus::Waiting) {
+        RunStatus::Waiting
+    } else if any(&|s| s.status == StepStatus::Sleeping) {
+        RunStatus::Sleeping
+    } else {
+        RunStatus::Running
+    };
 }
 
 #[cfg(test)]
@@ -290,16 +585,20 @@ mod tests {
     }
 
     fn start(f: &Function) -> (Run, Vec<QueueEntry>) {
-        let ev = parse_batch(br#"{"name":"e","data":{"n":2}}"#, 1)
+        let ev = parse_batch(br#"{"name":"e","data":{"n":2},"user":{"id":"u1"}}"#, 1)
             .unwrap()
             .remove(0);
-        new_run(f, "t", "r".into(), &ev, 100)
+        let (run, change) = new_run(f, "t", "r".into(), &ev, 100);
+        (run, change.enqueue)
     }
 
     fn run_step(f: &Function, run: &mut Run, id: &str, result: StepResult) -> RunChange {
         let i = f.step_index(id).unwrap();
         let due = run.steps[i].queued.expect("step is queued");
-        claim(run, i, due, 100).expect("claimable");
+        assert!(
+            matches!(on_due(f, run, i, due, 100), Due::Execute(_)),
+            "claimable"
+        );
         complete(f, run, i, result, None, 200, 0.5).expect("running")
     }
 
@@ -426,7 +725,108 @@ mod tests {
         )
         .is_none());
         assert_eq!(run.steps[0].output, Some(json!("first")));
-        assert!(claim(&mut run, 0, 100, 300).is_none());
+        assert!(matches!(on_due(&f, &mut run, 0, 100, 300), Due::Stale(_)));
+    }
+
+    #[test]
+    fn a_wait_edge_sleeps_durably_before_the_child() {
+        let f = function(
+            json!({"a": {"path": SHA}, "b": {"path": SHA, "after": [{"step": "a", "wait": "10m"}]}}),
+        );
+        let (mut run, _) = start(&f);
+        let c = run_step(&f, &mut run, "a", StepResult::Completed(json!(1)));
+        let b = run.step("b").unwrap();
+        assert_eq!(b.status, StepStatus::Sleeping);
+        assert_eq!(b.wake_at, Some(200 + 600_000));
+        assert_eq!(c.enqueue[0].due, 200 + 600_000);
+        assert_eq!(run.status, RunStatus::Sleeping);
+        run_step(&f, &mut run, "b", StepResult::Completed(json!(2)));
+        assert_eq!(run.status, RunStatus::Completed);
+    }
+
+    fn waiting_function() -> Function {
+        function(json!({
+            "send": {"path": SHA},
+            "verified": {"path": SHA, "after": [{"step": "send", "async": {"event": "user/verified", "match": "event.user.id == async.user.id", "ttl": "1h"}}]},
+            "nudge": {"path": SHA, "after": [{"step": "send", "async": {"event": "user/verified", "match": "event.user.id == async.user.id", "ttl": "1h", "onTimeout": true}}]}
+        }))
+    }
+
+    #[test]
+    fn a_matching_event_takes_the_async_edge_and_skips_the_timeout_edge() {
+        let f = waiting_function();
+        let (mut run, _) = start(&f);
+        let c = run_step(&f, &mut run, "send", StepResult::Completed(json!(1)));
+        assert_eq!(run.status, RunStatus::Waiting);
+        assert_eq!(c.waits_add.len(), 2);
+        assert_eq!(c.waits_add[0].path, "user.id");
+        assert_eq!(c.waits_add[0].value, "\"u1\"");
+        let slot = c.waits_add[0].slot.clone();
+        let other = json!({"name": "user/verified", "user": {"id": "u2"}});
+        assert!(
+            resume(&f, &mut run, &slot, &other, 300).is_none(),
+            "another user's event does not match"
+        );
+        let mine = json!({"name": "user/verified", "user": {"id": "u1"}});
+        for w in c
+            .waits_add
+            .iter()
+            .map(|w| w.slot.clone())
+            .collect::<Vec<_>>()
+        {
+            resume(&f, &mut run, &w, &mine, 300).unwrap();
+        }
+        assert_eq!(
+            run.step("verified").unwrap().async_event,
+            Some(mine.clone())
+        );
+        assert_eq!(run.step("nudge").unwrap().status, StepStatus::Skipped);
+        assert!(run.waits.is_empty());
+        run_step(&f, &mut run, "verified", StepResult::Completed(json!(2)));
+        assert_eq!(run.status, RunStatus::Completed);
+        assert!(
+            resume(&f, &mut run, &slot, &mine, 400).is_none(),
+            "a wait resolves once"
+        );
+    }
+
+    #[test]
+    fn on_timeout_the_timeout_edge_is_taken() {
+        let f = waiting_function();
+        let (mut run, _) = start(&f);
+        run_step(&f, &mut run, "send", StepResult::Completed(json!(1)));
+        let v = f.step_index("verified").unwrap();
+        let due = run.steps[v].queued.unwrap();
+        assert_eq!(due, 200 + 3_600_000);
+        assert!(matches!(on_due(&f, &mut run, v, due, due), Due::Handled(_)));
+        let n = f.step_index("nudge").unwrap();
+        let due = run.steps[n].queued.unwrap();
+        let Due::Handled(c) = on_due(&f, &mut run, n, due, due) else {
+            panic!("timer")
+        };
+        assert_eq!(run.step("verified").unwrap().status, StepStatus::Skipped);
+        assert_eq!(run.step("nudge").unwrap().status, StepStatus::Pending);
+        assert_eq!(c.enqueue.len(), 1, "nudge is queued to run");
+        run_step(&f, &mut run, "nudge", StepResult::Completed(json!(3)));
+        assert_eq!(run.status, RunStatus::Completed);
+    }
+
+    #[test]
+    fn cancel_rules_and_explicit_cancel_end_the_run() {
+        let def = FunctionDef::from_value(json!({"id": "f", "triggers": [{"event": "e"}],
+            "cancel": [{"event": "user/deleted", "if": "event.user.id == async.user.id"}],
+            "steps": {"a": {"path": SHA}, "b": {"path": SHA, "after": [{"step": "a", "wait": "1h"}]}}})).unwrap();
+        let f = Function::compile(def, 1, |_, _| Ok(())).unwrap();
+        let (mut run, _) = start(&f);
+        run_step(&f, &mut run, "a", StepResult::Completed(json!(1)));
+        let slot = run.waits[0].slot.key();
+        assert!(resume(&f, &mut run, &slot, &json!({"user": {"id": "u2"}}), 300).is_none());
+        let c = resume(&f, &mut run, &slot, &json!({"user": {"id": "u1"}}), 300).unwrap();
+        assert_eq!(run.status, RunStatus::Cancelled);
+        assert_eq!(run.step("b").unwrap().status, StepStatus::Cancelled);
+        assert_eq!(c.dequeue.len(), 1, "the sleeping step's timer is gone");
+        assert_eq!(c.waits_remove.len(), 1);
+        assert!(cancel(&mut run, 400).is_none(), "already over");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Trigger matching: stored events become runs. An event leaves the pending set in the
 //! same atomic write that creates its runs, so a crash in between only repeats the work.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use serde_json::Value;
 use super::{dag, Engine, EngineError};
 use crate::event::{new_id, now_ms, Event};
 use crate::function::Function;
-use crate::run::{QueueEntry, Run};
+use crate::run::Run;
+use crate::store::{Durability, RunChange};
 
 const BATCH: usize = 256;
 
@@ -18,7 +20,8 @@ const BATCH: usize = 256;
 pub async fn run_loop(engine: Arc<Engine>) {
     loop {
         let store = engine.store.clone();
-        let pending = tokio::task::spawn_blocking(move || store.pending_events(BATCH)).await;
+        let now = now_ms();
+        let pending = tokio::task::spawn_blocking(move || store.pending_events(now, BATCH)).await;
         let pending = match pending {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
@@ -47,8 +50,12 @@ pub async fn run_loop(engine: Arc<Engine>) {
 }
 
 async fn ingest_one(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result<(), EngineError> {
+    // Resume the waits this event matches first: each resume is its own atomic write and
+    // is idempotent, so a crash before the event is marked ingested only repeats work.
+    let value = event.to_value();
+    resume_waits(engine, tenant, &event.name, &value).await?;
     let now = now_ms();
-    let runs: Vec<(Run, Vec<QueueEntry>)> = engine
+    let runs: Vec<(Run, RunChange)> = engine
         .registry
         .triggered_by(tenant, &event.name)
         .into_iter()
@@ -63,6 +70,52 @@ async fn ingest_one(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result
         .map_err(|e| EngineError::BadRequest(e.to_string()))??;
     engine.stats.runs_started.fetch_add(n, Ordering::Relaxed);
     Ok(())
+}
+
+/// Resolves the `async` edges and cancellation rules that `incoming` matches. Waits are
+/// found through the index (by event name, and by value where the match is an equality).
+pub async fn resume_waits(
+    engine: &Arc<Engine>,
+    tenant: &str,
+    name: &str,
+    incoming: &Value,
+) -> Result<usize, EngineError> {
+    let keys = engine
+        .store
+        .find_waits(tenant, name, &|path| dag::lookup(incoming, path))?;
+    let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for k in keys {
+        by_run.entry(k.run_id).or_default().push(k.slot);
+    }
+    let mut resumed = 0;
+    for (run_id, slots) in by_run {
+        let Some(run) = engine.store.get_run(tenant, &run_id)? else {
+            continue;
+        };
+        let f = engine.function_version(tenant, &run.function_id, run.function_version)?;
+        let now = now_ms();
+        let mut hit = false;
+        engine
+            .store
+            .update_run(tenant, &run_id, Durability::Lazy, &mut |r| {
+                let mut change = RunChange::default();
+                hit = false;
+                for slot in &slots {
+                    if let Some(c) = dag::resume(&f, r, slot, incoming, now) {
+                        hit = true;
+                        change.extend(c);
+                    }
+                }
+                hit.then_some(change)
+            })?;
+        if hit {
+            resumed += 1;
+        }
+    }
+    if resumed > 0 {
+        engine.dispatch_wake.notify_one();
+    }
+    Ok(resumed)
 }
 
 /// Whether any trigger of `f` for this event's name holds. A trigger whose expression

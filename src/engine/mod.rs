@@ -234,12 +234,24 @@ impl Engine {
         let tenant_owned = tenant.to_string();
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         let n = events.len() as u64;
-        tokio::task::spawn_blocking(move || store.append_events(&tenant_owned, &events))
+        tokio::task::spawn_blocking(move || store.append_events(&tenant_owned, &events, now_ms()))
             .await
             .map_err(|e| EngineError::Store(StoreError::Backend(e.to_string())))??;
         self.stats.events_accepted.fetch_add(n, Ordering::Relaxed);
         self.ingest_wake.notify_one();
         Ok(ids)
+    }
+
+    /// Cancels a run; returns it as cancelled (or unchanged if it had already ended).
+    pub fn cancel_run(&self, tenant: &str, id: &str) -> Result<Run, EngineError> {
+        let now = now_ms();
+        let run = self
+            .store
+            .update_run(tenant, id, crate::store::Durability::Durable, &mut |r| {
+                dag::cancel(r, now)
+            })?
+            .ok_or_else(|| EngineError::NotFound(format!("run {id}")))?;
+        Ok(run)
     }
 
     /// One run.

@@ -13,7 +13,7 @@ use super::Engine;
 use crate::event::now_ms;
 use crate::run::QueueEntry;
 use crate::runtime::{ResolvedLimits, StepOutcome, StepRequest};
-use crate::store::{Durability, RunChange};
+use crate::store::Durability;
 
 /// Longest the dispatcher sleeps without looking at the queue.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -114,28 +114,34 @@ async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), sup
         )));
     };
     let now = now_ms();
-    let mut claimed = false;
+    let mut execute = false;
     let run = store
-        .update_run(&entry.tenant, &entry.run_id, Durability::Lazy, &mut |r| {
-            let c = dag::claim(r, idx, entry.due, now);
-            claimed = c.is_some();
-            if c.is_none() {
-                // A stale entry (its step moved on): remove it with no other change.
-                return Some(RunChange {
-                    dequeue: vec![entry.clone()],
-                    enqueue: vec![],
-                });
-            }
-            c
-        })?
+        .update_run(
+            &entry.tenant,
+            &entry.run_id,
+            Durability::Lazy,
+            &mut |r| match dag::on_due(&f, r, idx, entry.due, now) {
+                dag::Due::Execute(c) => {
+                    execute = true;
+                    Some(c)
+                }
+                dag::Due::Handled(c) | dag::Due::Stale(c) => {
+                    execute = false;
+                    Some(c)
+                }
+            },
+        )?
         .ok_or_else(|| super::EngineError::NotFound(format!("run {}", entry.run_id)))?;
-    if !claimed {
+    if !execute {
+        // A timer (an `async` timeout) moved the run on; make that durable now.
+        store.flush()?;
         return Ok(());
     }
     let st = &run.steps[idx];
     let stdin = json!({
         "event": run.event,
         "steps": dag::outputs(&run),
+        "async": st.async_event,
         "ctx": {
             "function_id": run.function_id,
             "function_version": run.function_version,

@@ -28,9 +28,9 @@ pub struct FunctionDef {
     /// Concurrency control (not supported yet; rejected at deploy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Value>,
-    /// Cancellation rules (not supported yet; rejected at deploy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cancel: Option<Value>,
+    /// Events that cancel a run of this function.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel: Vec<CancelDef>,
     /// The steps, by id.
     pub steps: BTreeMap<String, StepDef>,
 }
@@ -45,7 +45,7 @@ pub struct TriggerDef {
     /// CEL condition over the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
-    /// Cron schedule (not supported yet; rejected at deploy).
+    /// Cron schedule (5 fields, optional `TZ=Area/City ` prefix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
 }
@@ -134,12 +134,46 @@ pub struct EdgeDef {
     /// CEL condition; the edge is taken only if it holds.
     #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
     pub cond: Option<String>,
-    /// Durable sleep before the child (not supported yet; rejected at deploy).
+    /// Durable sleep before the child runs (`10m`, `2h`, `7d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<String>,
-    /// Wait for another event (not supported yet; rejected at deploy).
+    /// Wait for another event before the edge resolves.
     #[serde(rename = "async", default, skip_serializing_if = "Option::is_none")]
-    pub wait_for: Option<Value>,
+    pub wait_for: Option<AsyncDef>,
+}
+
+/// Waiting for another event on an edge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncDef {
+    /// Name of the awaited event.
+    pub event: String,
+    /// CEL over `event` (the run's trigger) and `async` (the incoming event).
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// How long to wait.
+    pub ttl: String,
+    /// Take this edge only if no matching event came within `ttl`.
+    #[serde(
+        rename = "onTimeout",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub on_timeout: bool,
+}
+
+/// A rule that cancels runs when a matching event arrives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CancelDef {
+    /// Name of the cancelling event.
+    pub event: String,
+    /// CEL over `event` (the run's trigger) and `async` (the incoming event).
+    #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
+    pub cond: Option<String>,
+    /// How long after the run starts the rule applies (default: the run's whole life).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 fn trigger() -> String {

@@ -4,9 +4,15 @@ mod def;
 mod units;
 mod validate;
 
-pub use def::{EdgeDef, FunctionDef, LimitsDef, RetriesDef, RuntimeDef, StepDef, TriggerDef};
+pub use def::{
+    AsyncDef, CancelDef, EdgeDef, FunctionDef, LimitsDef, RetriesDef, RuntimeDef, StepDef,
+    TriggerDef,
+};
 pub use units::{parse_duration, parse_size};
-pub use validate::{Edge, Function, Limits, Retries, Step, Trigger, TRIGGER};
+pub use validate::{
+    AsyncWait, CancelRule, CronTrigger, Edge, Function, Limits, MatchIndex, Retries, Step, Trigger,
+    TRIGGER,
+};
 
 /// Why a function definition was refused; the message names the function, step and field.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -22,6 +22,10 @@ pub struct Function {
     pub def: FunctionDef,
     /// Event triggers.
     pub triggers: Vec<Trigger>,
+    /// Cron triggers.
+    pub crons: Vec<CronTrigger>,
+    /// Cancellation rules.
+    pub cancel: Vec<CancelRule>,
     /// Steps in a topological order (parents before children).
     pub steps: Vec<Step>,
     index: HashMap<String, usize>,
@@ -62,6 +66,128 @@ pub struct Edge {
     pub parent: Option<usize>,
     /// Condition to take the edge.
     pub cond: Option<Expr>,
+    /// Durable sleep between the edge being taken and the child running.
+    pub wait: Option<Duration>,
+    /// Wait for another event before the edge resolves.
+    pub wait_for: Option<AsyncWait>,
+}
+
+/// An edge's wait for another event.
+#[derive(Debug, Clone)]
+pub struct AsyncWait {
+    /// Awaited event name.
+    pub event: String,
+    /// Match condition over `event` and `async`.
+    pub matches: Option<Expr>,
+    /// How long to wait.
+    pub ttl: Duration,
+    /// Taken only on timeout.
+    pub on_timeout: bool,
+    /// An equality usable as an index key, if the match has that shape.
+    pub index: Option<MatchIndex>,
+}
+
+/// `event.<event_path> == async.<async_path>`: lets incoming events find their waits
+/// by value instead of scanning every wait for the event name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchIndex {
+    /// Path in the run's trigger event, e.g. `user.id`.
+    pub event_path: String,
+    /// Path in the incoming event, e.g. `user.id`.
+    pub async_path: String,
+}
+
+impl MatchIndex {
+    /// Recognises `event.a.b == async.c.d` (either order) in a match expression.
+    pub fn from_source(src: &str) -> Option<Self> {
+        let (l, r) = src.split_once("==")?;
+        let (l, r) = (l.trim(), r.trim());
+        let path = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|p| {
+                    !p.is_empty()
+                        && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && !p.starts_with(|c: char| c.is_ascii_digit())
+                })
+        };
+        if !path(l) || !path(r) {
+            return None;
+        }
+        let (e, a) = match (l.strip_prefix("event."), r.strip_prefix("async.")) {
+            (Some(e), Some(a)) => (e, a),
+            _ => (r.strip_prefix("event.")?, l.strip_prefix("async.")?),
+        };
+        Some(MatchIndex {
+            event_path: e.into(),
+            async_path: a.into(),
+        })
+    }
+}
+
+/// A cancellation rule.
+#[derive(Debug, Clone)]
+pub struct CancelRule {
+    /// Cancelling event name.
+    pub event: String,
+    /// Condition over `event` (trigger) and `async` (incoming).
+    pub cond: Option<Expr>,
+    /// For how long after the run starts the rule applies.
+    pub timeout: Option<Duration>,
+    /// Index shape of `cond`, if any.
+    pub index: Option<MatchIndex>,
+}
+
+/// A cron trigger.
+#[derive(Debug, Clone)]
+pub struct CronTrigger {
+    /// The schedule as written (with any `TZ=` prefix).
+    pub source: String,
+    /// Parsed pattern.
+    pub cron: croner::Cron,
+    /// Time zone of the schedule.
+    pub tz: chrono_tz::Tz,
+}
+
+impl CronTrigger {
+    /// Parses `0 9 * * MON` or `TZ=Europe/Paris 0 9 * * MON`.
+    pub fn parse(src: &str) -> Result<Self, String> {
+        let s = src.trim();
+        let (tz, pattern) = match s.strip_prefix("TZ=").or_else(|| s.strip_prefix("CRON_TZ=")) {
+            Some(rest) => {
+                let (tz, pat) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| format!("`{src}`: nothing after the time zone"))?;
+                let tz: chrono_tz::Tz = tz
+                    .parse()
+                    .map_err(|_| format!("`{tz}` is not a known time zone"))?;
+                (tz, pat.trim())
+            }
+            None => (chrono_tz::UTC, s),
+        };
+        if pattern.split_whitespace().count() != 5 {
+            return Err(format!(
+                "`{pattern}` must have 5 fields (minute hour day-of-month month day-of-week)"
+            ));
+        }
+        let cron: croner::Cron = pattern
+            .parse()
+            .map_err(|e| format!("`{pattern}` is not a cron schedule: {e}"))?;
+        Ok(Self {
+            source: src.into(),
+            cron,
+            tz,
+        })
+    }
+
+    /// The first tick strictly after `after_ms` (ms since epoch).
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        use chrono::TimeZone;
+        let t = self.tz.timestamp_millis_opt(after_ms).single()?;
+        self.cron
+            .find_next_occurrence(&t, false)
+            .ok()
+            .map(|d| d.timestamp_millis())
+    }
 }
 
 /// Retry policy.
@@ -141,17 +267,44 @@ impl Function {
         if def.concurrency.is_some() {
             return Err(bad("concurrency".into(), "is not supported yet".into()));
         }
-        if def.cancel.is_some() {
-            return Err(bad("cancel".into(), "is not supported yet".into()));
+        let mut cancel = Vec::new();
+        for (i, c) in def.cancel.iter().enumerate() {
+            let field = format!("cancel[{i}]");
+            if c.event.trim().is_empty() {
+                return Err(bad(format!("{field}.event"), "is required".into()));
+            }
+            let cond = match &c.cond {
+                Some(src) => Some(
+                    Expr::compile(src).map_err(|e| bad(format!("{field}.if"), e.to_string()))?,
+                ),
+                None => None,
+            };
+            let timeout = match &c.timeout {
+                Some(t) => Some(parse_duration(t).map_err(|e| bad(format!("{field}.timeout"), e))?),
+                None => None,
+            };
+            let index = c.cond.as_deref().and_then(MatchIndex::from_source);
+            cancel.push(CancelRule {
+                event: c.event.clone(),
+                cond,
+                timeout,
+                index,
+            });
         }
+        let mut crons = Vec::new();
         let mut triggers = Vec::new();
         for (i, t) in def.triggers.iter().enumerate() {
             let field = format!("triggers[{i}]");
-            if t.cron.is_some() {
-                return Err(bad(
-                    format!("{field}.cron"),
-                    "cron triggers are not supported yet".into(),
-                ));
+            if let Some(c) = &t.cron {
+                if t.event.is_some() || t.expression.is_some() {
+                    return Err(bad(
+                        field,
+                        "a trigger has either `event` (with an optional `expression`) or `cron`"
+                            .into(),
+                    ));
+                }
+                crons.push(CronTrigger::parse(c).map_err(|e| bad(format!("{field}.cron"), e))?);
+                continue;
             }
             let Some(event) = t.event.as_ref().filter(|e| !e.trim().is_empty()) else {
                 return Err(bad(format!("{field}.event"), "is required".into()));
@@ -168,7 +321,7 @@ impl Function {
                 expression,
             });
         }
-        if triggers.is_empty() {
+        if triggers.is_empty() && crons.is_empty() {
             return Err(bad("triggers".into(), "needs at least one trigger".into()));
         }
         if def.steps.is_empty() {
@@ -210,17 +363,18 @@ impl Function {
             }
             for (j, e) in s.after.iter().enumerate() {
                 let ef = format!("{field}.after[{j}]");
-                if e.wait.is_some() {
-                    return Err(bad(
-                        format!("{ef}.wait"),
-                        "durable sleeps are not supported yet".into(),
-                    ));
+                if let Some(w) = &e.wait {
+                    parse_duration(w).map_err(|r| bad(format!("{ef}.wait"), r))?;
                 }
-                if e.wait_for.is_some() {
-                    return Err(bad(
-                        format!("{ef}.async"),
-                        "waiting for events is not supported yet".into(),
-                    ));
+                if let Some(a) = &e.wait_for {
+                    if a.event.trim().is_empty() {
+                        return Err(bad(format!("{ef}.async.event"), "is required".into()));
+                    }
+                    parse_duration(&a.ttl).map_err(|r| bad(format!("{ef}.async.ttl"), r))?;
+                    if let Some(m) = &a.matches {
+                        Expr::compile(m)
+                            .map_err(|r| bad(format!("{ef}.async.match"), r.to_string()))?;
+                    }
                 }
                 if e.step == TRIGGER {
                     continue;
@@ -335,7 +489,36 @@ impl Function {
                     ),
                     None => None,
                 };
-                incoming.push(Edge { parent, cond });
+                let wait = e
+                    .wait
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|r| bad(format!("{field}.after[{j}].wait"), r))?;
+                let wait_for = match &e.wait_for {
+                    Some(a) => Some(AsyncWait {
+                        event: a.event.clone(),
+                        matches: a
+                            .matches
+                            .as_deref()
+                            .map(Expr::compile)
+                            .transpose()
+                            .map_err(|r| {
+                                bad(format!("{field}.after[{j}].async.match"), r.to_string())
+                            })?,
+                        ttl: parse_duration(&a.ttl)
+                            .map_err(|r| bad(format!("{field}.after[{j}].async.ttl"), r))?,
+                        on_timeout: a.on_timeout,
+                        index: a.matches.as_deref().and_then(MatchIndex::from_source),
+                    }),
+                    None => None,
+                };
+                incoming.push(Edge {
+                    parent,
+                    cond,
+                    wait,
+                    wait_for,
+                });
             }
             let step_retries = match &s.retries {
                 Some(r) => retries(Some(r)).map_err(|r| bad(format!("{field}.retries"), r))?,
@@ -371,6 +554,8 @@ impl Function {
             version,
             def,
             triggers,
+            crons,
+            cancel,
             steps,
             index,
         })
@@ -381,7 +566,7 @@ impl Function {
         self.index.get(id).copied()
     }
 
-    /// The distinct event names this function listens to.
+    /// The distinct event names that trigger this function.
     pub fn event_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.triggers.iter().map(|t| t.event.clone()).collect();
         v.sort();
@@ -437,7 +622,12 @@ fn limits(l: Option<&LimitsDef>) -> Result<Limits, String> {
             .map(parse_duration)
             .transpose()
             .map_err(|e| format!("timeout: {e}"))?,
-        fuel: l.fuel,
+        fuel: match l.fuel {
+            Some(_) => {
+                return Err("fuel: CPU fuel budgets are not supported yet (use timeout)".into())
+            }
+            None => None,
+        },
         stdout: size("stdout", &l.stdout)?,
         stderr: size("stderr", &l.stderr)?,
     })
@@ -517,6 +707,61 @@ mod tests {
             json!({"id": "f", "triggers": [{"event": "e"}], "steps": {"a": {"id": "b", "path": SHA}}}),
         );
         assert!(id.contains("steps.a.id"), "{id}");
+    }
+
+    #[test]
+    fn sleeps_waits_cancel_and_cron_are_parsed() {
+        let f = compile(json!({"id": "f", "triggers": [{"event": "e"}, {"cron": "TZ=Europe/Paris 0 9 * * MON"}],
+            "cancel": [{"event": "user/deleted", "if": "event.user.id == async.user.id", "timeout": "7d"}],
+            "steps": {
+                "a": {"path": SHA},
+                "b": {"path": SHA, "after": [{"step": "a", "wait": "10m"}]},
+                "c": {"path": SHA, "after": [{"step": "a", "async": {"event": "v", "match": "async.data.k == event.data.k", "ttl": "1h", "onTimeout": true}}]}
+            }}))
+        .unwrap();
+        assert_eq!(f.crons.len(), 1);
+        let b = &f.steps[f.step_index("b").unwrap()];
+        assert_eq!(b.incoming[0].wait, Some(Duration::from_secs(600)));
+        let w = f.steps[f.step_index("c").unwrap()].incoming[0]
+            .wait_for
+            .clone()
+            .unwrap();
+        assert!(w.on_timeout);
+        assert_eq!(
+            w.index,
+            Some(MatchIndex {
+                event_path: "data.k".into(),
+                async_path: "data.k".into()
+            })
+        );
+        assert_eq!(
+            f.cancel[0].index,
+            Some(MatchIndex {
+                event_path: "user.id".into(),
+                async_path: "user.id".into()
+            })
+        );
+        // Monday 2026-11-30 08:00 UTC is 09:00 in Paris.
+        let sat = 1_795_852_800_000; // Saturday 2026-11-28T08:00:00Z
+        assert_eq!(f.crons[0].next_after(sat), Some(1_796_025_600_000));
+        assert!(MatchIndex::from_source("event.a == 1").is_none());
+        assert!(MatchIndex::from_source("event.a == async.b && true").is_none());
+        let bad = msg(
+            json!({"id": "f", "triggers": [{"cron": "every day"}], "steps": {"a": {"path": SHA}}}),
+        );
+        assert!(bad.contains("triggers[0].cron"), "{bad}");
+        let bad = msg(
+            json!({"id": "f", "triggers": [{"cron": "TZ=Mars/Olympus 0 9 * * *"}], "steps": {"a": {"path": SHA}}}),
+        );
+        assert!(bad.contains("not a known time zone"), "{bad}");
+        let bad = msg(
+            json!({"id": "f", "triggers": [{"event": "e"}], "steps": {"a": {"path": SHA, "after": [{"step": "$trigger", "async": {"event": "x", "ttl": "soon"}}]}}}),
+        );
+        assert!(bad.contains("steps.a.after[0].async.ttl"), "{bad}");
+        let bad = msg(
+            json!({"id": "f", "triggers": [{"event": "e"}], "steps": {"a": {"path": SHA, "limits": {"fuel": 5}}}}),
+        );
+        assert!(bad.contains("not supported yet"), "{bad}");
     }
 
     #[test]

@@ -4,7 +4,9 @@ use serde_json::json;
 
 use super::{Durability, RunChange, RunFilter, Store};
 use crate::event::parse_batch;
-use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus};
+use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus, WaitKey};
+
+const NOW: i64 = 4_000_000_000_000;
 
 type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
 
@@ -16,6 +18,103 @@ pub fn run_all(open: Open<'_>) {
     function_versions_increase(open());
     tenants_do_not_see_each_other(open());
     list_runs_pages_and_filters(open());
+    future_events_wait_for_their_time(open());
+    waits_are_found_by_value_and_removed_atomically(open());
+    meta_values_persist(open());
+}
+
+fn future_events_wait_for_their_time(s: Box<dyn Store>) {
+    let later = parse_batch(
+        format!(r#"{{"name":"later","ts":{}}}"#, NOW + 5_000).as_bytes(),
+        1,
+    )
+    .unwrap();
+    let now = parse_batch(br#"{"name":"now"}"#, 1).unwrap();
+    s.append_events("t", &later, NOW).unwrap();
+    s.append_events("t", &now, NOW).unwrap();
+    let names = |v: Vec<(String, crate::event::Event)>| {
+        v.into_iter().map(|(_, e)| e.name).collect::<Vec<_>>()
+    };
+    assert_eq!(names(s.pending_events(NOW, 10).unwrap()), vec!["now"]);
+    assert_eq!(s.next_delayed().unwrap(), Some(NOW + 5_000));
+    assert_eq!(
+        names(s.pending_events(NOW + 5_000, 10).unwrap()),
+        vec!["later", "now"]
+    );
+    s.commit_ingest("t", &later[0].id, &[]).unwrap();
+    assert_eq!(s.next_delayed().unwrap(), None);
+    assert_eq!(
+        names(s.pending_events(NOW + 9_000, 10).unwrap()),
+        vec!["now"]
+    );
+}
+
+fn waits_are_found_by_value_and_removed_atomically(s: Box<dyn Store>) {
+    let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+    s.append_events("t", &evs, NOW).unwrap();
+    let w1 = wkey("r1", "user/verified", "user.id", "\"u1\"", "e1.0");
+    let w2 = wkey("r2", "user/verified", "user.id", "\"u2\"", "e1.0");
+    let any = wkey("r2", "user/verified", "*", "*", "c0");
+    let change = RunChange {
+        waits_add: vec![w1.clone()],
+        ..Default::default()
+    };
+    let change2 = RunChange {
+        waits_add: vec![w2.clone(), any.clone()],
+        ..Default::default()
+    };
+    s.commit_ingest(
+        "t",
+        &evs[0].id,
+        &[
+            (run("r1", "t", "f", None, &evs[0].id), change),
+            (run("r2", "t", "f", None, &evs[0].id), change2),
+        ],
+    )
+    .unwrap();
+    let found = s
+        .find_waits("t", "user/verified", &|p| {
+            (p == "user.id").then(|| "\"u1\"".to_string())
+        })
+        .unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.contains(&w1) && found.contains(&any));
+    assert!(s
+        .find_waits("t", "other", &|_| Some("x".into()))
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .find_waits("u", "user/verified", &|_| Some("\"u1\"".into()))
+        .unwrap()
+        .is_empty());
+    s.update_run("t", "r1", Durability::Lazy, &mut |_| {
+        Some(RunChange {
+            waits_remove: vec![w1.clone()],
+            ..Default::default()
+        })
+    })
+    .unwrap();
+    let found = s
+        .find_waits("t", "user/verified", &|_| Some("\"u1\"".to_string()))
+        .unwrap();
+    assert_eq!(found, vec![any.clone()]);
+    s.update_run("t", "r2", Durability::Lazy, &mut |_| {
+        Some(RunChange {
+            waits_remove: vec![any.clone(), w2.clone()],
+            ..Default::default()
+        })
+    })
+    .unwrap();
+    assert!(s
+        .find_waits("t", "user/verified", &|_| Some("\"u2\"".to_string()))
+        .unwrap()
+        .is_empty());
+}
+
+fn meta_values_persist(s: Box<dyn Store>) {
+    assert!(s.get_meta("cron/x").unwrap().is_none());
+    s.put_meta("cron/x", b"42").unwrap();
+    assert_eq!(s.get_meta("cron/x").unwrap().as_deref(), Some(&b"42"[..]));
 }
 
 fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) -> Run {
@@ -42,7 +141,27 @@ fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) 
             wake_at: None,
             edges: vec![Some(true)],
             queued: Some(10),
+            async_event: None,
         }],
+        waits: vec![],
+    }
+}
+
+fn enq(q: Vec<QueueEntry>) -> RunChange {
+    RunChange {
+        enqueue: q,
+        ..Default::default()
+    }
+}
+
+fn wkey(run: &str, event: &str, path: &str, value: &str, slot: &str) -> WaitKey {
+    WaitKey {
+        tenant: "t".into(),
+        event: event.into(),
+        path: path.into(),
+        value: value.into(),
+        run_id: run.into(),
+        slot: slot.into(),
     }
 }
 
@@ -61,17 +180,17 @@ fn idempotency_keys_dedupe(s: Box<dyn Store>) {
         10,
     )
     .unwrap();
-    let dups = s.append_events("t", &evs).unwrap();
+    let dups = s.append_events("t", &evs, NOW).unwrap();
     assert_eq!(dups, vec![None, Some(evs[0].id.clone()), None]);
     let again = parse_batch(br#"{"name":"a","id":"k"}"#, 10).unwrap();
     assert_eq!(
-        s.append_events("t", &again).unwrap(),
+        s.append_events("t", &again, NOW).unwrap(),
         vec![Some(evs[0].id.clone())]
     );
     // The same key in another tenant is independent.
-    assert_eq!(s.append_events("u", &again).unwrap(), vec![None]);
+    assert_eq!(s.append_events("u", &again, NOW).unwrap(), vec![None]);
     let pending: Vec<String> = s
-        .pending_events(10)
+        .pending_events(NOW, 10)
         .unwrap()
         .into_iter()
         .map(|(_, e)| e.id)
@@ -90,13 +209,13 @@ fn idempotency_keys_dedupe(s: Box<dyn Store>) {
 
 fn ingest_creates_runs_once(s: Box<dyn Store>) {
     let evs = parse_batch(br#"{"name":"a","user":{"id":"u1"}}"#, 10).unwrap();
-    s.append_events("t", &evs).unwrap();
+    s.append_events("t", &evs, NOW).unwrap();
     let r = run("r1", "t", "f", Some("u1"), &evs[0].id);
-    let q = vec![entry("t", "r1", 10)];
+    let q = enq(vec![entry("t", "r1", 10)]);
     s.commit_ingest("t", &evs[0].id, &[(r.clone(), q.clone())])
         .unwrap();
     s.commit_ingest("t", &evs[0].id, &[(r.clone(), q)]).unwrap();
-    assert!(s.pending_events(10).unwrap().is_empty());
+    assert!(s.pending_events(NOW, 10).unwrap().is_empty());
     let se = s.get_event("t", &evs[0].id).unwrap().unwrap();
     assert_eq!(se.run_ids, vec!["r1".to_string()]);
     assert_eq!(s.get_run("t", "r1").unwrap().unwrap(), r);
@@ -111,13 +230,13 @@ fn ingest_creates_runs_once(s: Box<dyn Store>) {
 
 fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
     let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
-    s.append_events("t", &evs).unwrap();
+    s.append_events("t", &evs, NOW).unwrap();
     s.commit_ingest(
         "t",
         &evs[0].id,
         &[(
             run("r1", "t", "f", None, &evs[0].id),
-            vec![entry("t", "r1", 10)],
+            enq(vec![entry("t", "r1", 10)]),
         )],
     )
     .unwrap();
@@ -129,6 +248,7 @@ fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
             Some(RunChange {
                 dequeue: vec![entry("t", "r1", 10)],
                 enqueue: vec![entry("t", "r1", 50)],
+                ..Default::default()
             })
         })
         .unwrap()
@@ -197,11 +317,11 @@ fn function_versions_increase(s: Box<dyn Store>) {
 
 fn tenants_do_not_see_each_other(s: Box<dyn Store>) {
     let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
-    s.append_events("t", &evs).unwrap();
+    s.append_events("t", &evs, NOW).unwrap();
     s.commit_ingest(
         "t",
         &evs[0].id,
-        &[(run("r1", "t", "f", None, &evs[0].id), vec![])],
+        &[(run("r1", "t", "f", None, &evs[0].id), RunChange::default())],
     )
     .unwrap();
     s.put_component("t", "abc", b"bytes").unwrap();
@@ -222,12 +342,12 @@ fn tenants_do_not_see_each_other(s: Box<dyn Store>) {
         ))
         .unwrap()
         .is_none());
-    assert!(s.append_events("bad\0tenant", &evs).is_err());
+    assert!(s.append_events("bad\0tenant", &evs, NOW).is_err());
 }
 
 fn list_runs_pages_and_filters(s: Box<dyn Store>) {
     let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
-    s.append_events("t", &evs).unwrap();
+    s.append_events("t", &evs, NOW).unwrap();
     let runs: Vec<_> = (0..5)
         .map(|i| {
             let f = if i % 2 == 0 { "even" } else { "odd" };
@@ -239,7 +359,7 @@ fn list_runs_pages_and_filters(s: Box<dyn Store>) {
                     Some(if i < 2 { "u1" } else { "u2" }),
                     &evs[0].id,
                 ),
-                vec![],
+                RunChange::default(),
             )
         })
         .collect();
@@ -292,13 +412,13 @@ pub fn survives_reopen(open: Open<'_>) {
     let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
     {
         let s = open();
-        s.append_events("t", &evs).unwrap();
+        s.append_events("t", &evs, NOW).unwrap();
         s.commit_ingest(
             "t",
             &evs[0].id,
             &[(
                 run("r1", "t", "f", None, &evs[0].id),
-                vec![entry("t", "r1", 3)],
+                enq(vec![entry("t", "r1", 3)]),
             )],
         )
         .unwrap();

@@ -2,7 +2,7 @@
 //! starts with the tenant id and a NUL, so one tenant's data is one key range.
 
 use super::{StoreError, StoreResult};
-use crate::run::QueueEntry;
+use crate::run::{QueueEntry, WaitKey};
 
 const SEP: u8 = 0;
 
@@ -53,6 +53,46 @@ pub fn queue_key(e: &QueueEntry) -> Vec<u8> {
         e.step_id.as_bytes(),
     ]));
     k
+}
+
+/// The wait index key; entries for one (tenant, event, path, value) share a prefix.
+pub fn wait_key(w: &WaitKey) -> Vec<u8> {
+    key(&[
+        w.tenant.as_bytes(),
+        w.event.as_bytes(),
+        w.path.as_bytes(),
+        w.value.as_bytes(),
+        w.run_id.as_bytes(),
+        w.slot.as_bytes(),
+    ])
+}
+
+/// Decodes a wait index key.
+pub fn parse_wait_key(k: &[u8]) -> StoreResult<WaitKey> {
+    let parts: Vec<&[u8]> = k.split(|b| *b == SEP).collect();
+    let s = |i: usize| {
+        parts
+            .get(i)
+            .and_then(|p| String::from_utf8(p.to_vec()).ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(k).into_owned(),
+                reason: "not a wait key".into(),
+            })
+    };
+    if parts.len() != 6 {
+        return Err(StoreError::Corrupt {
+            key: String::from_utf8_lossy(k).into_owned(),
+            reason: "not a wait key".into(),
+        });
+    }
+    Ok(WaitKey {
+        tenant: s(0)?,
+        event: s(1)?,
+        path: s(2)?,
+        value: s(3)?,
+        run_id: s(4)?,
+        slot: s(5)?,
+    })
 }
 
 /// Decodes a queue key.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::Event;
-use crate::run::{QueueEntry, Run, RunStatus};
+use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,20 @@ pub struct RunChange {
     pub dequeue: Vec<QueueEntry>,
     /// Queue entries to add.
     pub enqueue: Vec<QueueEntry>,
+    /// Wait index entries to add.
+    pub waits_add: Vec<WaitKey>,
+    /// Wait index entries to delete.
+    pub waits_remove: Vec<WaitKey>,
+}
+
+impl RunChange {
+    /// Appends another change's operations to this one.
+    pub fn extend(&mut self, other: RunChange) {
+        self.dequeue.extend(other.dequeue);
+        self.enqueue.extend(other.enqueue);
+        self.waits_add.extend(other.waits_add);
+        self.waits_remove.extend(other.waits_remove);
+    }
 }
 
 /// How durable a write must be before the call returns.
@@ -124,7 +138,13 @@ pub type RunUpdate<'a> = dyn FnMut(&mut Run) -> Option<RunChange> + 'a;
 pub trait Store: Send + Sync + 'static {
     /// Stores events durably. Returns, per event, the id of an earlier event with the
     /// same idempotency key (then the new one triggers nothing), or `None` if it is new.
-    fn append_events(&self, tenant: &str, events: &[Event]) -> StoreResult<Vec<Option<String>>>;
+    /// An event whose `ts` is later than `now` stays out of the pending set until then.
+    fn append_events(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        now: i64,
+    ) -> StoreResult<Vec<Option<String>>>;
     /// One stored event.
     fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>>;
     /// Events, newest first, optionally of one name.
@@ -135,16 +155,32 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<StoredEvent>>;
-    /// Events whose triggers have not been matched yet, oldest first, with their tenant.
-    fn pending_events(&self, limit: usize) -> StoreResult<Vec<(String, Event)>>;
-    /// Records the runs an event started and queues their first steps, atomically and
-    /// durably; the event leaves the pending set.
+    /// Events whose triggers have not been matched yet and whose time has come (`ts` ≤
+    /// `now`), oldest first, with their tenant.
+    fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>>;
+    /// The earliest `ts` of a future-dated event still held back.
+    fn next_delayed(&self) -> StoreResult<Option<i64>>;
+    /// Records the runs an event started with their queue entries and waits (only the
+    /// additions of each `RunChange` apply), atomically and durably; the event leaves the
+    /// pending set.
     fn commit_ingest(
         &self,
         tenant: &str,
         event_id: &str,
-        runs: &[(Run, Vec<QueueEntry>)],
+        runs: &[(Run, RunChange)],
     ) -> StoreResult<()>;
+    /// The waits that an event named `event` may resolve: those indexed under a path for
+    /// which `lookup` gives the expected value, and every unindexed one.
+    fn find_waits(
+        &self,
+        tenant: &str,
+        event: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> StoreResult<Vec<WaitKey>>;
+    /// A small durable value (engine bookkeeping such as cron ticks).
+    fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a small durable value.
+    fn put_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
 
     /// Stores a new version of function `id` and returns its number (1 for the first).
     fn put_function(&self, tenant: &str, id: &str, def: &Value, now: i64) -> StoreResult<u64>;

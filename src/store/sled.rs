@@ -10,13 +10,13 @@ use serde_json::Value;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
-use super::keys::{check_name, key, parse_queue_key, prefix, queue_key};
+use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
 use super::{
     Durability, FunctionRecord, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
     StoreResult, StoredEvent,
 };
 use crate::event::Event;
-use crate::run::{QueueEntry, Run, RunStatus};
+use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 
 /// The sled-backed store.
 pub struct SledStore {
@@ -33,6 +33,10 @@ pub struct SledStore {
     runs_by_user: Tree,
     counts: Tree,
     queue: Tree,
+    waits: Tree,
+    wait_paths: Tree,
+    delayed: Tree,
+    meta: Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -72,6 +76,50 @@ fn counter_add(
         .unwrap_or(0);
     let next = (cur as i64 + delta).max(0) as u64;
     t.insert(k, &next.to_be_bytes())?;
+    Ok(())
+}
+
+fn delayed_key(tenant: &str, ev: &Event) -> Vec<u8> {
+    let mut k = (ev.ts.max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(&key(&[tenant.as_bytes(), ev.id.as_bytes()]));
+    k
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Adds and removes wait index entries, keeping the per-path counts that let an
+/// incoming event find which paths to look up.
+fn apply_waits(
+    waits: &TransactionalTree,
+    paths: &TransactionalTree,
+    add: &[WaitKey],
+    remove: &[WaitKey],
+) -> TxResult<()> {
+    for w in remove {
+        if waits.remove(wait_key(w))?.is_some() {
+            counter_add(
+                paths,
+                &key(&[w.tenant.as_bytes(), w.event.as_bytes(), w.path.as_bytes()]),
+                -1,
+            )?;
+        }
+    }
+    for w in add {
+        for (what, v) in [
+            ("tenant", &w.tenant),
+            ("event name", &w.event),
+            ("path", &w.path),
+        ] {
+            check_name(what, v).map_err(abort)?;
+        }
+        if waits.insert(wait_key(w), &[])?.is_none() {
+            counter_add(
+                paths,
+                &key(&[w.tenant.as_bytes(), w.event.as_bytes(), w.path.as_bytes()]),
+                1,
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -120,6 +168,10 @@ impl SledStore {
             runs_by_user: t("runs_by_user")?,
             counts: t("counts")?,
             queue: t("queue")?,
+            waits: t("waits")?,
+            wait_paths: t("wait_paths")?,
+            delayed: t("delayed")?,
+            meta: t("meta")?,
             db,
         })
     }
@@ -149,9 +201,14 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn append_events(&self, tenant: &str, events: &[Event]) -> StoreResult<Vec<Option<String>>> {
+    fn append_events(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        now: i64,
+    ) -> StoreResult<Vec<Option<String>>> {
         check_name("tenant", tenant)?;
-        let trees: &[&Tree] = &[&self.events, &self.idem, &self.inbox];
+        let trees: &[&Tree] = &[&self.events, &self.idem, &self.inbox, &self.delayed];
         let result = trees
             .transaction(|t| {
                 let mut out = Vec::with_capacity(events.len());
@@ -181,7 +238,11 @@ impl Store for SledStore {
                         enc(&stored).map_err(abort)?,
                     )?;
                     if duplicate_of.is_none() {
-                        t[2].insert(key(&[ev.id.as_bytes(), tenant.as_bytes()]), &[])?;
+                        if ev.ts > now {
+                            t[3].insert(delayed_key(tenant, ev), &[])?;
+                        } else {
+                            t[2].insert(key(&[ev.id.as_bytes(), tenant.as_bytes()]), &[])?;
+                        }
                     }
                     out.push(duplicate_of);
                 }
@@ -225,16 +286,29 @@ impl Store for SledStore {
         })
     }
 
-    fn pending_events(&self, limit: usize) -> StoreResult<Vec<(String, Event)>> {
+    fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>> {
         let mut out = Vec::new();
-        for item in self.inbox.iter().take(limit) {
+        let end = ((now.max(0) as u64) + 1).to_be_bytes();
+        for item in self.delayed.range(..end.as_slice()).take(limit) {
+            let (k, _) = item.map_err(backend)?;
+            let mut parts = k[8..].splitn(2, |b| *b == 0);
+            let tenant = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            match self.get_event(&tenant, &id)? {
+                Some(se) if !se.ingested => out.push((tenant, se.event)),
+                _ => {
+                    self.delayed.remove(&k).map_err(backend)?;
+                }
+            }
+        }
+        for item in self.inbox.iter().take(limit.saturating_sub(out.len())) {
             let (k, _) = item.map_err(backend)?;
             let mut parts = k.splitn(2, |b| *b == 0);
             let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
             let tenant = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
             match self.get_event(&tenant, &id)? {
-                Some(se) => out.push((tenant, se.event)),
-                None => {
+                Some(se) if !se.ingested => out.push((tenant, se.event)),
+                _ => {
                     self.inbox.remove(&k).map_err(backend)?;
                 }
             }
@@ -242,11 +316,20 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn next_delayed(&self) -> StoreResult<Option<i64>> {
+        match self.delayed.first().map_err(backend)? {
+            Some((k, _)) if k.len() >= 8 => Ok(Some(u64::from_be_bytes(
+                k[..8].try_into().unwrap_or_default(),
+            ) as i64)),
+            _ => Ok(None),
+        }
+    }
+
     fn commit_ingest(
         &self,
         tenant: &str,
         event_id: &str,
-        runs: &[(Run, Vec<QueueEntry>)],
+        runs: &[(Run, RunChange)],
     ) -> StoreResult<()> {
         let trees: &[&Tree] = &[
             &self.events,
@@ -256,6 +339,9 @@ impl Store for SledStore {
             &self.runs_by_user,
             &self.counts,
             &self.queue,
+            &self.delayed,
+            &self.waits,
+            &self.wait_paths,
         ];
         trees
             .transaction(|t| {
@@ -268,7 +354,7 @@ impl Store for SledStore {
                     return Ok(());
                 }
                 stored.ingested = true;
-                for (run, queued) in runs {
+                for (run, change) in runs {
                     let t_ = tenant.as_bytes();
                     let rid = run.id.as_bytes();
                     t[2].insert(key(&[t_, rid]), enc(run).map_err(abort)?)?;
@@ -277,16 +363,71 @@ impl Store for SledStore {
                         t[4].insert(key(&[t_, u.as_bytes(), rid]), &[])?;
                     }
                     counter_add(&t[5], &count_key(tenant, &run.function_id, run.status), 1)?;
-                    for q in queued {
+                    for q in &change.enqueue {
                         t[6].insert(queue_key(q), &[])?;
                     }
+                    apply_waits(&t[8], &t[9], &change.waits_add, &[])?;
                     stored.run_ids.push(run.id.clone());
                 }
-                t[0].insert(ek, enc(&stored).map_err(abort)?)?;
                 t[1].remove(key(&[event_id.as_bytes(), tenant.as_bytes()]))?;
+                t[7].remove(delayed_key(tenant, &stored.event))?;
+                t[0].insert(ek, enc(&stored).map_err(abort)?)?;
                 Ok(())
             })
             .map_err(tx_err)?;
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+
+    fn find_waits(
+        &self,
+        tenant: &str,
+        event: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> StoreResult<Vec<WaitKey>> {
+        let mut out = Vec::new();
+        for item in self
+            .wait_paths
+            .scan_prefix(prefix(&[tenant.as_bytes(), event.as_bytes()]))
+        {
+            let (k, v) = item.map_err(backend)?;
+            if v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) == 0 {
+                continue;
+            }
+            let path = String::from_utf8_lossy(k.rsplit(|b| *b == 0).next().unwrap_or_default())
+                .into_owned();
+            let value = if path == "*" {
+                "*".to_string()
+            } else {
+                match lookup(&path) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            };
+            let pfx = prefix(&[
+                tenant.as_bytes(),
+                event.as_bytes(),
+                path.as_bytes(),
+                value.as_bytes(),
+            ]);
+            for w in self.waits.scan_prefix(pfx) {
+                let (wk, _) = w.map_err(backend)?;
+                out.push(parse_wait_key(&wk)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_meta(&self, k: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .meta
+            .get(k.as_bytes())
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put_meta(&self, k: &str, value: &[u8]) -> StoreResult<()> {
+        self.meta.insert(k.as_bytes(), value).map_err(backend)?;
         self.db.flush().map_err(backend)?;
         Ok(())
     }
@@ -492,7 +633,13 @@ impl Store for SledStore {
         update: &mut RunUpdate<'_>,
     ) -> StoreResult<Option<Run>> {
         let rk = key(&[tenant.as_bytes(), id.as_bytes()]);
-        let trees: &[&Tree] = &[&self.runs, &self.counts, &self.queue];
+        let trees: &[&Tree] = &[
+            &self.runs,
+            &self.counts,
+            &self.queue,
+            &self.waits,
+            &self.wait_paths,
+        ];
         let update = std::cell::RefCell::new(update);
         let out = trees
             .transaction(|t| {
@@ -501,7 +648,13 @@ impl Store for SledStore {
                 };
                 let mut run: Run = dec(&rk, &raw).map_err(abort)?;
                 let before = run.status;
-                let Some(RunChange { dequeue, enqueue }) = (update.borrow_mut())(&mut run) else {
+                let Some(RunChange {
+                    dequeue,
+                    enqueue,
+                    waits_add,
+                    waits_remove,
+                }) = (update.borrow_mut())(&mut run)
+                else {
                     return Ok((Some(run), false));
                 };
                 t[0].insert(rk.as_slice(), enc(&run).map_err(abort)?)?;
@@ -515,6 +668,7 @@ impl Store for SledStore {
                 for q in &enqueue {
                     t[2].insert(queue_key(q), &[])?;
                 }
+                apply_waits(&t[3], &t[4], &waits_add, &waits_remove)?;
                 Ok((Some(run), true))
             })
             .map_err(tx_err)?;
