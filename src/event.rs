@@ -154,6 +154,15 @@ fn parse_one(index: usize, item: Value, id: String, now: i64) -> Result<Event, E
     if name.len() > 256 {
         return Err(err("name", "is longer than 256 bytes".into()));
     }
+    if name.chars().any(char::is_control) {
+        return Err(err("name", "must not contain control characters".into()));
+    }
+    if name.starts_with("weir/") {
+        return Err(err(
+            "name",
+            "the `weir/` prefix is reserved for weir's own events".into(),
+        ));
+    }
     let data = match obj.remove("data") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
@@ -274,6 +283,8 @@ mod tests {
             Err(EventError::Json(_))
         ));
         assert_eq!(parse_batch(b"[]", 10), Err(EventError::Empty));
+        let e = parse_batch(br#"{"name":"weir/cron"}"#, 10).unwrap_err();
+        assert!(e.to_string().contains("reserved"), "{e}");
         assert_eq!(parse_batch(b"3", 10), Err(EventError::Shape("number")));
         assert!(matches!(
             parse_batch(br#"[{"name":"a"},{"name":"a"}]"#, 1),

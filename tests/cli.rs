@@ -143,6 +143,15 @@ fn deploy_send_and_runs_talk_to_a_server() {
         out.contains(runs[0].as_str()) && out.contains("greet") && out.contains("completed"),
         "{out}"
     );
+    let (code, out, err) = weir(&["cancel", runs[0].as_str(), "--url", &s.url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("completed"),
+        "a finished run stays as it was: {out}"
+    );
+    let (code, _, err) = weir(&["cancel", "no-such-run", "--url", &s.url]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
     let (code, _, err) = weir(&["send", "hi", "--data", "{oops", "--url", &s.url]);
     assert_eq!(code, 1);
     assert!(err.contains("--data is not JSON"), "{err}");

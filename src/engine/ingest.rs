@@ -55,11 +55,29 @@ async fn ingest_one(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result
     let value = event.to_value();
     resume_waits(engine, tenant, &event.name, &value).await?;
     let now = now_ms();
-    let runs: Vec<(Run, RunChange)> = engine
-        .registry
-        .triggered_by(tenant, &event.name)
+    let candidates = if event.name == super::cron::CRON_EVENT {
+        // A cron tick starts the one function it was fired for.
+        let fid = event
+            .data
+            .get("function_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        engine
+            .registry
+            .latest(tenant, fid)
+            .filter(|f| !f.crons.is_empty())
+            .into_iter()
+            .collect()
+    } else {
+        engine
+            .registry
+            .triggered_by(tenant, &event.name)
+            .into_iter()
+            .filter(|f| matches(engine, f, event))
+            .collect::<Vec<_>>()
+    };
+    let runs: Vec<(Run, RunChange)> = candidates
         .into_iter()
-        .filter(|f| matches(engine, f, event))
         .map(|f| dag::new_run(&f, tenant, new_id(), event, now))
         .collect();
     let n = runs.len() as u64;

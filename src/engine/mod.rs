@@ -1,6 +1,7 @@
 //! The engine: events in, runs out. It matches triggers, keeps the DAG moving, and runs
 //! steps on a bounded pool, speaking only to the [`Store`] and [`StepRuntime`] traits.
 
+mod cron;
 pub mod dag;
 mod ingest;
 mod registry;
@@ -125,6 +126,7 @@ impl Engine {
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(ingest::run_loop(self.clone()));
         tokio::spawn(worker::dispatch_loop(self.clone()));
+        tokio::spawn(cron::run_loop(self.clone()));
     }
 
     /// The engine's counters.

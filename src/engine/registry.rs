@@ -72,6 +72,15 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The latest version of every function of every tenant.
+    pub fn all(&self) -> Vec<(String, Arc<Function>)> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.latest
+            .iter()
+            .map(|((t, _), f)| (t.clone(), f.clone()))
+            .collect()
+    }
+
     /// The latest version of every function of a tenant, sorted by id.
     pub fn list(&self, tenant: &str) -> Vec<Arc<Function>> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());

@@ -164,13 +164,21 @@ impl CronTrigger {
             }
             None => (chrono_tz::UTC, s),
         };
-        if pattern.split_whitespace().count() != 5 {
+        let fields = pattern.split_whitespace().count();
+        if !(5..=6).contains(&fields) {
             return Err(format!(
-                "`{pattern}` must have 5 fields (minute hour day-of-month month day-of-week)"
+                "`{pattern}` must have 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first"
             ));
         }
-        let cron: croner::Cron = pattern
-            .parse()
+        let seconds = if fields == 6 {
+            croner::parser::Seconds::Required
+        } else {
+            croner::parser::Seconds::Disallowed
+        };
+        let cron = croner::parser::CronParser::builder()
+            .seconds(seconds)
+            .build()
+            .parse(pattern)
             .map_err(|e| format!("`{pattern}` is not a cron schedule: {e}"))?;
         Ok(Self {
             source: src.into(),

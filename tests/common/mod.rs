@@ -102,9 +102,15 @@ impl Server {
     }
 
     /// SIGKILLs the process and starts a new one on the same data.
-    pub fn kill_and_restart(mut self) -> Self {
+    pub fn kill_and_restart(self) -> Self {
+        self.kill_pause_restart(Duration::ZERO)
+    }
+
+    /// SIGKILLs the process, stays down for `pause`, and starts again on the same data.
+    pub fn kill_pause_restart(mut self, pause: Duration) -> Self {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        std::thread::sleep(pause);
         let tmp = self._tmp.take();
         let mut s = Self::spawn(&self.data_dir, &self.functions);
         s._tmp = tmp;
