@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use weir::api::{self, ApiConfig, AppState};
 use weir::engine::{Engine, EngineConfig};
 use weir::runtime::wasm::{WasmConfig, WasmRuntime};
-use weir::store::sled::SledStore;
 use weir::DEV_TENANT;
 
 #[derive(clap::Args)]
@@ -32,6 +31,9 @@ pub struct Args {
     /// Steps executing at once (default: 8 per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Embedded storage engine.
+    #[arg(long, value_enum, default_value_t = super::StoreKind::Sled)]
+    store: super::StoreKind,
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
@@ -43,10 +45,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
 
 async fn serve(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let store = Arc::new(
-        SledStore::open(&args.data_dir)
-            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
-    );
+    let store = super::open_store(args.store, &args.data_dir)?;
     let runtime = Arc::new(WasmRuntime::new(store.clone(), WasmConfig::default())?);
     let mut config = EngineConfig::default();
     if let Some(w) = args.workers {
@@ -61,8 +60,9 @@ async fn serve(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot listen on {addr}"))?;
 
     println!(
-        "weir dev: store in {} (sled); one open tenant `{DEV_TENANT}` (no keys needed)",
-        args.data_dir.display()
+        "weir dev: store in {} ({}); one open tenant `{DEV_TENANT}` (no keys needed)",
+        args.data_dir.display(),
+        args.store.name()
     );
     if args.functions.is_dir() {
         for file in super::load::function_files(&args.functions)? {
@@ -109,8 +109,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn store_flush(store: &SledStore) {
-    use weir::store::Store;
+fn store_flush(store: &Arc<dyn weir::store::Store>) {
     if let Err(e) = store.flush() {
         eprintln!("warning: final flush failed: {e}");
     }

@@ -40,6 +40,36 @@ enum Command {
     Componentize(componentize::Args),
 }
 
+/// The embedded storage engines `weir dev` can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// sled 0.34.
+    Sled,
+}
+
+impl StoreKind {
+    /// The name shown to users.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sled => "sled",
+        }
+    }
+}
+
+/// Opens the embedded store of `kind` in `dir`.
+pub fn open_store(
+    kind: StoreKind,
+    dir: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<dyn weir::store::Store>> {
+    use anyhow::Context;
+    let ctx = || format!("cannot open the {} store in {}", kind.name(), dir.display());
+    Ok(match kind {
+        StoreKind::Sled => {
+            std::sync::Arc::new(weir::store::sled::SledStore::open(dir).with_context(ctx)?)
+        }
+    })
+}
+
 /// Parses arguments and runs the subcommand; errors go to stderr with exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -35,6 +35,7 @@ pub fn weir_bin() -> PathBuf {
 /// A running `weir dev` process.
 pub struct Server {
     pub url: String,
+    pub args: Vec<String>,
     pub data_dir: PathBuf,
     pub functions: PathBuf,
     pub stdout: String,
@@ -45,22 +46,37 @@ pub struct Server {
 impl Server {
     /// Starts `weir dev` with an empty functions dir and a fresh store.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts `weir dev` with extra arguments (kept for restarts).
+    pub fn start_with(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let functions = tmp.path().join("functions");
         std::fs::create_dir_all(&functions).unwrap();
-        let mut s = Self::spawn(&data, &functions);
+        let mut s = Self::spawn_with(
+            &data,
+            &functions,
+            args.iter().map(|a| a.to_string()).collect(),
+        );
         s._tmp = Some(tmp);
         s
     }
 
     /// Starts `weir dev` on an existing data dir and functions dir.
     pub fn spawn(data_dir: &Path, functions: &Path) -> Self {
+        Self::spawn_with(data_dir, functions, Vec::new())
+    }
+
+    /// Starts `weir dev` on existing dirs with extra arguments.
+    pub fn spawn_with(data_dir: &Path, functions: &Path, args: Vec<String>) -> Self {
         let mut child = Command::new(weir_bin())
             .args(["dev", "--port", "0", "--data-dir"])
             .arg(data_dir)
             .arg("--functions")
             .arg(functions)
+            .args(&args)
             .env("WEIR_LOG", "weir=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -93,6 +109,7 @@ impl Server {
         };
         Server {
             url,
+            args,
             data_dir: data_dir.into(),
             functions: functions.into(),
             stdout,
@@ -112,7 +129,11 @@ impl Server {
         self.child.wait().unwrap();
         std::thread::sleep(pause);
         let tmp = self._tmp.take();
-        let mut s = Self::spawn(&self.data_dir, &self.functions);
+        let mut s = Self::spawn_with(
+            &self.data_dir,
+            &self.functions,
+            std::mem::take(&mut self.args),
+        );
         s._tmp = tmp;
         s
     }
