@@ -324,3 +324,8 @@ fn crash_suite(store_args: &[&str]) {
 fn crash_suite_sled() {
     crash_suite(&["--store", "sled"]);
 }
+
+#[test]
+fn crash_suite_redb() {
+    crash_suite(&["--store", "redb"]);
+}

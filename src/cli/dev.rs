@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     workers: Option<usize>,
     /// Embedded storage engine.
-    #[arg(long, value_enum, default_value_t = super::StoreKind::Sled)]
+    #[arg(long, value_enum, default_value_t = super::StoreKind::Redb)]
     store: super::StoreKind,
 }
 

@@ -12,7 +12,7 @@ use weir::engine::{Engine, EngineConfig};
 use weir::event::parse_batch;
 use weir::run::RunStatus;
 use weir::runtime::wasm::{WasmConfig, WasmRuntime};
-use weir::store::sled::SledStore;
+use weir::store::redb::RedbStore;
 use weir::DEV_TENANT;
 
 #[derive(clap::Args)]
@@ -38,7 +38,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
 }
 
 async fn run(a: Args) -> Result<ExitCode> {
-    let store = Arc::new(SledStore::temporary()?);
+    let store = Arc::new(RedbStore::temporary()?);
     let runtime = Arc::new(WasmRuntime::new(
         store.clone(),
         WasmConfig {

@@ -1,6 +1,7 @@
 //! Durable storage behind one trait; the engine never sees a concrete backend.
 
 mod keys;
+pub mod redb;
 pub mod sled;
 
 #[cfg(test)]

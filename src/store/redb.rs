@@ -1,0 +1,912 @@
+//! The embedded backend on redb: one table per record kind (the same byte keys as the sled
+//! backend), one write transaction per state transition, and fsynced (`Immediate`) commits
+//! for durable acknowledgements.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use redb::{
+    backends::InMemoryBackend, Database, ReadTransaction, ReadableDatabase, ReadableTable, Table,
+    TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
+use super::{
+    Durability, FunctionRecord, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
+    StoreResult, StoredEvent,
+};
+use crate::event::Event;
+use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
+
+type Bytes = &'static [u8];
+type Def = TableDefinition<'static, Bytes, Bytes>;
+type Guard<'a> = redb::AccessGuard<'a, Bytes>;
+
+const EVENTS: Def = TableDefinition::new("events");
+const IDEM: Def = TableDefinition::new("idem");
+const INBOX: Def = TableDefinition::new("inbox");
+const DELAYED: Def = TableDefinition::new("delayed");
+const FUNCTIONS: Def = TableDefinition::new("functions");
+const FN_LATEST: Def = TableDefinition::new("fn_latest");
+const COMPONENTS: Def = TableDefinition::new("components");
+const ARTIFACTS: Def = TableDefinition::new("artifacts");
+const RUNS: Def = TableDefinition::new("runs");
+const RUNS_BY_FN: Def = TableDefinition::new("runs_by_fn");
+const RUNS_BY_USER: Def = TableDefinition::new("runs_by_user");
+const COUNTS: Def = TableDefinition::new("counts");
+const QUEUE: Def = TableDefinition::new("queue");
+const WAITS: Def = TableDefinition::new("waits");
+const WAIT_PATHS: Def = TableDefinition::new("wait_paths");
+const META: Def = TableDefinition::new("meta");
+
+const ALL_TABLES: [Def; 16] = [
+    EVENTS,
+    IDEM,
+    INBOX,
+    DELAYED,
+    FUNCTIONS,
+    FN_LATEST,
+    COMPONENTS,
+    ARTIFACTS,
+    RUNS,
+    RUNS_BY_FN,
+    RUNS_BY_USER,
+    COUNTS,
+    QUEUE,
+    WAITS,
+    WAIT_PATHS,
+    META,
+];
+
+/// Fsynced before the commit returns.
+const DURABLE: redb::Durability = redb::Durability::Immediate;
+/// Atomic and visible at once, but only made durable by a later `DURABLE` commit (or a
+/// clean close); a crash rolls back to the last durable commit.
+const LAZY: redb::Durability = redb::Durability::None;
+
+/// The redb-backed store.
+pub struct RedbStore {
+    db: Database,
+    /// Commits made so far (all non-durable at first).
+    commits: AtomicU64,
+    /// The commit count covered by the last `Immediate` commit.
+    flushed: Mutex<u64>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(backend)
+}
+
+fn dec<T: DeserializeOwned>(k: &[u8], bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn get_json<T: DeserializeOwned>(
+    t: &impl ReadableTable<Bytes, Bytes>,
+    k: &[u8],
+) -> StoreResult<Option<T>> {
+    match t.get(k).map_err(backend)? {
+        Some(v) => Ok(Some(dec(k, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn get_bytes(t: &impl ReadableTable<Bytes, Bytes>, k: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    Ok(t.get(k).map_err(backend)?.map(|v| v.value().to_vec()))
+}
+
+/// A big-endian counter; missing or malformed reads as 0 (as in the sled backend).
+fn get_u64(t: &impl ReadableTable<Bytes, Bytes>, k: &[u8]) -> StoreResult<u64> {
+    Ok(t.get(k)
+        .map_err(backend)?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
+fn put(t: &mut Table<'_, Bytes, Bytes>, k: &[u8], v: &[u8]) -> StoreResult<()> {
+    t.insert(k, v).map_err(backend)?;
+    Ok(())
+}
+
+/// Removes `k`; returns whether it was there.
+fn del(t: &mut Table<'_, Bytes, Bytes>, k: &[u8]) -> StoreResult<bool> {
+    Ok(t.remove(k).map_err(backend)?.is_some())
+}
+
+fn counter_add(t: &mut Table<'_, Bytes, Bytes>, k: &[u8], delta: i64) -> StoreResult<()> {
+    let cur = get_u64(t, k)?;
+    let next = (cur as i64 + delta).max(0) as u64;
+    put(t, k, &next.to_be_bytes())
+}
+
+fn delayed_key(tenant: &str, ev: &Event) -> Vec<u8> {
+    let mut k = (ev.ts.max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(&key(&[tenant.as_bytes(), ev.id.as_bytes()]));
+    k
+}
+
+/// Splits `a NUL b` into its two halves (lossily decoded), as the sled backend does.
+fn split2(k: &[u8]) -> (String, String) {
+    let mut parts = k.splitn(2, |b| *b == 0);
+    let a = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let b = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    (a, b)
+}
+
+/// Every key starting with `pfx`.
+fn scan_prefix<'t>(
+    t: &'t impl ReadableTable<Bytes, Bytes>,
+    pfx: &[u8],
+) -> StoreResult<redb::Range<'t, Bytes, Bytes>> {
+    // The smallest key above every key with this prefix: drop trailing 0xff bytes, then
+    // increment the last one. No such key means the range is open-ended.
+    let mut end = pfx.to_vec();
+    while end.last() == Some(&0xff) {
+        end.pop();
+    }
+    let upper = match end.last_mut() {
+        Some(last) => {
+            *last += 1;
+            Bound::Excluded(end.as_slice())
+        }
+        None => Bound::Unbounded,
+    };
+    t.range::<&[u8]>((Bound::Included(pfx), upper))
+        .map_err(backend)
+}
+
+/// Keys under `pfx`, ascending, ending strictly below `pfx + cursor` (iterate with `.rev()`
+/// for newest first).
+fn scan_below<'t>(
+    t: &'t impl ReadableTable<Bytes, Bytes>,
+    pfx: &[u8],
+    cursor: Option<&str>,
+) -> StoreResult<redb::Range<'t, Bytes, Bytes>> {
+    let mut end = pfx.to_vec();
+    match cursor {
+        Some(c) => end.extend_from_slice(c.as_bytes()),
+        None => end.push(0xff),
+    }
+    t.range::<&[u8]>(pfx..end.as_slice()).map_err(backend)
+}
+
+type Entry<'t> = (Guard<'t>, Guard<'t>);
+
+fn item<'t>(r: Result<Entry<'t>, redb::StorageError>) -> StoreResult<Entry<'t>> {
+    r.map_err(backend)
+}
+
+/// Adds and removes wait index entries, keeping the per-path counts that let an
+/// incoming event find which paths to look up.
+fn apply_waits(
+    waits: &mut Table<'_, Bytes, Bytes>,
+    paths: &mut Table<'_, Bytes, Bytes>,
+    add: &[WaitKey],
+    remove: &[WaitKey],
+) -> StoreResult<()> {
+    for w in remove {
+        if del(waits, &wait_key(w))? {
+            counter_add(
+                paths,
+                &key(&[w.tenant.as_bytes(), w.event.as_bytes(), w.path.as_bytes()]),
+                -1,
+            )?;
+        }
+    }
+    for w in add {
+        for (what, v) in [
+            ("tenant", &w.tenant),
+            ("event name", &w.event),
+            ("path", &w.path),
+        ] {
+            check_name(what, v)?;
+        }
+        if waits
+            .insert(wait_key(w).as_slice(), [].as_slice())
+            .map_err(backend)?
+            .is_none()
+        {
+            counter_add(
+                paths,
+                &key(&[w.tenant.as_bytes(), w.event.as_bytes(), w.path.as_bytes()]),
+                1,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn count_key(tenant: &str, function: &str, status: RunStatus) -> Vec<u8> {
+    key(&[
+        tenant.as_bytes(),
+        function.as_bytes(),
+        status.as_str().as_bytes(),
+    ])
+}
+
+fn open<'tx>(tx: &'tx WriteTransaction, def: Def) -> StoreResult<Table<'tx, Bytes, Bytes>> {
+    tx.open_table(def).map_err(backend)
+}
+
+fn open_ro(tx: &ReadTransaction, def: Def) -> StoreResult<redb::ReadOnlyTable<Bytes, Bytes>> {
+    tx.open_table(def).map_err(backend)
+}
+
+impl RedbStore {
+    /// Opens (or creates) a store in `dir` (the file `dir/weir.redb`).
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let db = Database::create(dir.join("weir.redb")).map_err(backend)?;
+        Self::with_db(db)
+    }
+
+    /// A throwaway store that lives in memory (for `weir run`).
+    pub fn temporary() -> StoreResult<Self> {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .map_err(backend)?;
+        Self::with_db(db)
+    }
+
+    fn with_db(db: Database) -> StoreResult<Self> {
+        // Create every table up front, so that read transactions never meet a missing one.
+        let tx = db.begin_write().map_err(backend)?;
+        for def in ALL_TABLES {
+            open(&tx, def)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(Self {
+            db,
+            commits: AtomicU64::new(0),
+            flushed: Mutex::new(0),
+        })
+    }
+
+    fn read(&self) -> StoreResult<ReadTransaction> {
+        self.db.begin_read().map_err(backend)
+    }
+
+    /// Runs `f` in one write transaction and commits it with `durability` if `f` reports a
+    /// change (the bool); otherwise, or on an error, the transaction is aborted.
+    fn write<T>(
+        &self,
+        durability: redb::Durability,
+        f: impl FnOnce(&WriteTransaction) -> StoreResult<(T, bool)>,
+    ) -> StoreResult<T> {
+        // Every change commits non-durably; a durable one then waits for a shared
+        // `Immediate` commit (group commit): concurrent writers share one fsync instead of
+        // queueing one each behind redb's single writer.
+        let mut tx = self.db.begin_write().map_err(backend)?;
+        tx.set_durability(LAZY).map_err(backend)?;
+        // An early return drops `tx`, which aborts it.
+        let (out, changed) = f(&tx)?;
+        if changed {
+            tx.commit().map_err(backend)?;
+            let seq = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+            if matches!(durability, redb::Durability::Immediate) {
+                self.barrier(seq)?;
+            }
+        } else {
+            tx.abort().map_err(backend)?;
+        }
+        Ok(out)
+    }
+
+    /// Returns once commit number `seq` is durable, fsyncing unless another caller's
+    /// `Immediate` commit already covered it.
+    fn barrier(&self, seq: u64) -> StoreResult<()> {
+        let mut flushed = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
+        if *flushed >= seq {
+            return Ok(());
+        }
+        // Every commit counted so far finished before this one starts, so it covers them.
+        let target = self.commits.load(Ordering::SeqCst);
+        let mut tx = self.db.begin_write().map_err(backend)?;
+        tx.set_durability(DURABLE).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        *flushed = target;
+        Ok(())
+    }
+
+    /// One value, in its own read transaction.
+    fn get_one<T: DeserializeOwned>(&self, def: Def, k: &[u8]) -> StoreResult<Option<T>> {
+        get_json(&open_ro(&self.read()?, def)?, k)
+    }
+}
+
+impl Store for RedbStore {
+    fn append_events(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        now: i64,
+    ) -> StoreResult<Vec<Option<String>>> {
+        check_name("tenant", tenant)?;
+        self.write(DURABLE, |tx| {
+            let mut evt = open(tx, EVENTS)?;
+            let mut idem = open(tx, IDEM)?;
+            let mut inbox = open(tx, INBOX)?;
+            let mut delayed = open(tx, DELAYED)?;
+            let mut out = Vec::with_capacity(events.len());
+            // Keys repeated inside one batch also count as duplicates.
+            let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+            for ev in events {
+                let mut duplicate_of = None;
+                if let Some(k) = &ev.idempotency_key {
+                    let ik = key(&[tenant.as_bytes(), k.as_bytes()]);
+                    if let Some(first) = seen.get(k.as_str()) {
+                        duplicate_of = Some(first.to_string());
+                    } else if let Some(prev) = get_bytes(&idem, &ik)? {
+                        duplicate_of = Some(String::from_utf8_lossy(&prev).into_owned());
+                    } else {
+                        put(&mut idem, &ik, ev.id.as_bytes())?;
+                        seen.insert(k, &ev.id);
+                    }
+                }
+                let stored = StoredEvent {
+                    event: ev.clone(),
+                    run_ids: Vec::new(),
+                    ingested: duplicate_of.is_some(),
+                    duplicate_of: duplicate_of.clone(),
+                };
+                put(
+                    &mut evt,
+                    &key(&[tenant.as_bytes(), ev.id.as_bytes()]),
+                    &enc(&stored)?,
+                )?;
+                if duplicate_of.is_none() {
+                    if ev.ts > now {
+                        put(&mut delayed, &delayed_key(tenant, ev), &[])?;
+                    } else {
+                        put(
+                            &mut inbox,
+                            &key(&[ev.id.as_bytes(), tenant.as_bytes()]),
+                            &[],
+                        )?;
+                    }
+                }
+                out.push(duplicate_of);
+            }
+            Ok((out, true))
+        })
+    }
+
+    fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>> {
+        self.get_one(EVENTS, &key(&[tenant.as_bytes(), id.as_bytes()]))
+    }
+
+    fn list_events(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<StoredEvent>> {
+        let tx = self.read()?;
+        let events = open_ro(&tx, EVENTS)?;
+        let mut data = Vec::new();
+        for entry in scan_below(&events, &prefix(&[tenant.as_bytes()]), cursor)?.rev() {
+            let (k, v) = item(entry)?;
+            let ev: StoredEvent = dec(k.value(), v.value())?;
+            if name.is_some_and(|n| n != ev.event.name) {
+                continue;
+            }
+            if data.len() == limit {
+                let next = data.last().map(|e: &StoredEvent| e.event.id.clone());
+                return Ok(Page {
+                    data,
+                    next_cursor: next,
+                });
+            }
+            data.push(ev);
+        }
+        Ok(Page {
+            data,
+            next_cursor: None,
+        })
+    }
+
+    fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>> {
+        let mut out = Vec::new();
+        // Index entries whose event is gone or already ingested; dropped afterwards.
+        let mut stale_delayed = Vec::new();
+        let mut stale_inbox = Vec::new();
+        {
+            let tx = self.read()?;
+            let events = open_ro(&tx, EVENTS)?;
+            let delayed = open_ro(&tx, DELAYED)?;
+            let inbox = open_ro(&tx, INBOX)?;
+            let end = ((now.max(0) as u64) + 1).to_be_bytes();
+            for entry in delayed
+                .range::<&[u8]>(..end.as_slice())
+                .map_err(backend)?
+                .take(limit)
+            {
+                let (k, _) = item(entry)?;
+                let k = k.value();
+                let (tenant, id) = split2(k.get(8..).unwrap_or_default());
+                let ek = key(&[tenant.as_bytes(), id.as_bytes()]);
+                match get_json::<StoredEvent>(&events, &ek)? {
+                    Some(se) if !se.ingested => out.push((tenant, se.event)),
+                    _ => stale_delayed.push(k.to_vec()),
+                }
+            }
+            let rest = limit.saturating_sub(out.len());
+            for entry in inbox.iter().map_err(backend)?.take(rest) {
+                let (k, _) = item(entry)?;
+                let k = k.value();
+                let (id, tenant) = split2(k);
+                let ek = key(&[tenant.as_bytes(), id.as_bytes()]);
+                match get_json::<StoredEvent>(&events, &ek)? {
+                    Some(se) if !se.ingested => out.push((tenant, se.event)),
+                    _ => stale_inbox.push(k.to_vec()),
+                }
+            }
+        }
+        if !stale_delayed.is_empty() || !stale_inbox.is_empty() {
+            // Housekeeping only (an ingested event never becomes pending again), so it
+            // need not be durable at once.
+            self.write(LAZY, |tx| {
+                let mut delayed = open(tx, DELAYED)?;
+                for k in &stale_delayed {
+                    del(&mut delayed, k)?;
+                }
+                let mut inbox = open(tx, INBOX)?;
+                for k in &stale_inbox {
+                    del(&mut inbox, k)?;
+                }
+                Ok(((), true))
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn next_delayed(&self) -> StoreResult<Option<i64>> {
+        let tx = self.read()?;
+        let delayed = open_ro(&tx, DELAYED)?;
+        let first = delayed.first().map_err(backend)?;
+        Ok(first.and_then(|(k, _)| {
+            let k = k.value();
+            k.get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| u64::from_be_bytes(b) as i64)
+        }))
+    }
+
+    fn commit_ingest(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        runs: &[(Run, RunChange)],
+    ) -> StoreResult<()> {
+        self.write(DURABLE, |tx| {
+            let mut events = open(tx, EVENTS)?;
+            let ek = key(&[tenant.as_bytes(), event_id.as_bytes()]);
+            let Some(mut stored) = get_json::<StoredEvent>(&events, &ek)? else {
+                return Ok(((), false));
+            };
+            if stored.ingested {
+                return Ok(((), false));
+            }
+            stored.ingested = true;
+            let mut inbox = open(tx, INBOX)?;
+            let mut run_t = open(tx, RUNS)?;
+            let mut by_fn = open(tx, RUNS_BY_FN)?;
+            let mut by_user = open(tx, RUNS_BY_USER)?;
+            let mut counts = open(tx, COUNTS)?;
+            let mut queue = open(tx, QUEUE)?;
+            let mut delayed = open(tx, DELAYED)?;
+            let mut waits = open(tx, WAITS)?;
+            let mut paths = open(tx, WAIT_PATHS)?;
+            for (run, change) in runs {
+                let t_ = tenant.as_bytes();
+                let rid = run.id.as_bytes();
+                put(&mut run_t, &key(&[t_, rid]), &enc(run)?)?;
+                put(
+                    &mut by_fn,
+                    &key(&[t_, run.function_id.as_bytes(), rid]),
+                    &[],
+                )?;
+                if let Some(u) = &run.user_id {
+                    put(&mut by_user, &key(&[t_, u.as_bytes(), rid]), &[])?;
+                }
+                counter_add(
+                    &mut counts,
+                    &count_key(tenant, &run.function_id, run.status),
+                    1,
+                )?;
+                for q in &change.enqueue {
+                    put(&mut queue, &queue_key(q), &[])?;
+                }
+                apply_waits(&mut waits, &mut paths, &change.waits_add, &[])?;
+                stored.run_ids.push(run.id.clone());
+            }
+            del(&mut inbox, &key(&[event_id.as_bytes(), tenant.as_bytes()]))?;
+            del(&mut delayed, &delayed_key(tenant, &stored.event))?;
+            put(&mut events, &ek, &enc(&stored)?)?;
+            Ok(((), true))
+        })
+    }
+
+    fn find_waits(
+        &self,
+        tenant: &str,
+        event: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> StoreResult<Vec<WaitKey>> {
+        let tx = self.read()?;
+        let paths = open_ro(&tx, WAIT_PATHS)?;
+        let waits = open_ro(&tx, WAITS)?;
+        let mut out = Vec::new();
+        for entry in scan_prefix(&paths, &prefix(&[tenant.as_bytes(), event.as_bytes()]))? {
+            let (k, v) = item(entry)?;
+            if v.value().try_into().map(u64::from_be_bytes).unwrap_or(0) == 0 {
+                continue;
+            }
+            let path =
+                String::from_utf8_lossy(k.value().rsplit(|b| *b == 0).next().unwrap_or_default())
+                    .into_owned();
+            let value = if path == "*" {
+                "*".to_string()
+            } else {
+                match lookup(&path) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            };
+            let pfx = prefix(&[
+                tenant.as_bytes(),
+                event.as_bytes(),
+                path.as_bytes(),
+                value.as_bytes(),
+            ]);
+            for w in scan_prefix(&waits, &pfx)? {
+                let (wk, _) = item(w)?;
+                out.push(parse_wait_key(wk.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_meta(&self, k: &str) -> StoreResult<Option<Vec<u8>>> {
+        get_bytes(&open_ro(&self.read()?, META)?, k.as_bytes())
+    }
+
+    fn put_meta(&self, k: &str, value: &[u8]) -> StoreResult<()> {
+        self.write(DURABLE, |tx| {
+            put(&mut open(tx, META)?, k.as_bytes(), value)?;
+            Ok(((), true))
+        })
+    }
+
+    fn put_function(&self, tenant: &str, id: &str, def: &Value, now: i64) -> StoreResult<u64> {
+        check_name("tenant", tenant)?;
+        check_name("function id", id)?;
+        self.write(DURABLE, |tx| {
+            let mut functions = open(tx, FUNCTIONS)?;
+            let mut latest_t = open(tx, FN_LATEST)?;
+            let lk = key(&[tenant.as_bytes(), id.as_bytes()]);
+            let version = get_u64(&latest_t, &lk)? + 1;
+            let rec = FunctionRecord {
+                id: id.into(),
+                version,
+                def: def.clone(),
+                created_at: now,
+            };
+            put(
+                &mut functions,
+                &key(&[tenant.as_bytes(), id.as_bytes(), &version.to_be_bytes()]),
+                &enc(&rec)?,
+            )?;
+            put(&mut latest_t, &lk, &version.to_be_bytes())?;
+            Ok((version, true))
+        })
+    }
+
+    fn get_function(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u64,
+    ) -> StoreResult<Option<FunctionRecord>> {
+        self.get_one(
+            FUNCTIONS,
+            &key(&[tenant.as_bytes(), id.as_bytes(), &version.to_be_bytes()]),
+        )
+    }
+
+    fn function_versions(&self, tenant: &str, id: &str) -> StoreResult<Vec<FunctionRecord>> {
+        let tx = self.read()?;
+        let functions = open_ro(&tx, FUNCTIONS)?;
+        let pfx = prefix(&[tenant.as_bytes(), id.as_bytes()]);
+        let mut out = Vec::new();
+        for entry in scan_prefix(&functions, &pfx)? {
+            let (k, v) = item(entry)?;
+            // The version is exactly 8 bytes after the prefix; longer ids sharing the
+            // prefix are other functions.
+            if k.value().len() == pfx.len() + 8 {
+                out.push(dec(k.value(), v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn latest_functions(&self) -> StoreResult<Vec<(String, FunctionRecord)>> {
+        let tx = self.read()?;
+        let latest = open_ro(&tx, FN_LATEST)?;
+        let functions = open_ro(&tx, FUNCTIONS)?;
+        let mut out = Vec::new();
+        for entry in latest.iter().map_err(backend)? {
+            let (k, v) = item(entry)?;
+            let k = k.value();
+            let (tenant, id) = split2(k);
+            let version =
+                v.value()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                        reason: "version is not 8 bytes".into(),
+                    })?;
+            let fk = key(&[tenant.as_bytes(), id.as_bytes(), &version.to_be_bytes()]);
+            if let Some(rec) = get_json(&functions, &fk)? {
+                out.push((tenant, rec));
+            }
+        }
+        Ok(out)
+    }
+
+    fn run_counts(&self, tenant: &str, function_id: &str) -> StoreResult<BTreeMap<RunStatus, u64>> {
+        let tx = self.read()?;
+        let counts = open_ro(&tx, COUNTS)?;
+        let mut out = BTreeMap::new();
+        for st in RunStatus::ALL {
+            out.insert(st, get_u64(&counts, &count_key(tenant, function_id, st))?);
+        }
+        Ok(out)
+    }
+
+    fn put_component(&self, tenant: &str, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
+        check_name("tenant", tenant)?;
+        self.write(DURABLE, |tx| {
+            let k = key(&[tenant.as_bytes(), sha256.as_bytes()]);
+            put(&mut open(tx, COMPONENTS)?, &k, bytes)?;
+            Ok(((), true))
+        })
+    }
+
+    fn get_component(&self, tenant: &str, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        let k = key(&[tenant.as_bytes(), sha256.as_bytes()]);
+        get_bytes(&open_ro(&self.read()?, COMPONENTS)?, &k)
+    }
+
+    fn put_artifact(&self, k: &str, bytes: &[u8]) -> StoreResult<()> {
+        // Derived data: losing it in a crash only costs a recompile.
+        self.write(LAZY, |tx| {
+            put(&mut open(tx, ARTIFACTS)?, k.as_bytes(), bytes)?;
+            Ok(((), true))
+        })
+    }
+
+    fn get_artifact(&self, k: &str) -> StoreResult<Option<Vec<u8>>> {
+        get_bytes(&open_ro(&self.read()?, ARTIFACTS)?, k.as_bytes())
+    }
+
+    fn get_run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>> {
+        self.get_one(RUNS, &key(&[tenant.as_bytes(), id.as_bytes()]))
+    }
+
+    fn list_runs(
+        &self,
+        tenant: &str,
+        filter: &RunFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Run>> {
+        let limit = limit.max(1);
+        let tx = self.read()?;
+        let runs = open_ro(&tx, RUNS)?;
+        let get_run = |id: &str| -> StoreResult<Option<Run>> {
+            get_json(&runs, &key(&[tenant.as_bytes(), id.as_bytes()]))
+        };
+        let mut data: Vec<Run> = Vec::new();
+        let mut push = |run: Run| -> bool {
+            if filter.matches(&run) {
+                data.push(run);
+            }
+            data.len() > limit
+        };
+        if let Some(ev) = &filter.event {
+            let events = open_ro(&tx, EVENTS)?;
+            let ek = key(&[tenant.as_bytes(), ev.as_bytes()]);
+            if let Some(se) = get_json::<StoredEvent>(&events, &ek)? {
+                let mut ids = se.run_ids;
+                ids.sort();
+                for id in ids
+                    .iter()
+                    .rev()
+                    .filter(|id| cursor.is_none_or(|c| id.as_str() < c))
+                {
+                    if let Some(run) = get_run(id)? {
+                        if push(run) {
+                            break;
+                        }
+                    }
+                }
+            }
+        } else if let Some((def, mid)) = filter
+            .function
+            .as_ref()
+            .map(|f| (RUNS_BY_FN, f))
+            .or_else(|| filter.user.as_ref().map(|u| (RUNS_BY_USER, u)))
+        {
+            let index = open_ro(&tx, def)?;
+            let pfx = prefix(&[tenant.as_bytes(), mid.as_bytes()]);
+            let plen = pfx.len();
+            for entry in scan_below(&index, &pfx, cursor)?.rev() {
+                let (k, _) = item(entry)?;
+                let id =
+                    String::from_utf8_lossy(k.value().get(plen..).unwrap_or_default()).into_owned();
+                if let Some(run) = get_run(&id)? {
+                    if push(run) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            for entry in scan_below(&runs, &prefix(&[tenant.as_bytes()]), cursor)?.rev() {
+                let (k, v) = item(entry)?;
+                if push(dec(k.value(), v.value())?) {
+                    break;
+                }
+            }
+        }
+        let next_cursor = if data.len() > limit {
+            data.truncate(limit);
+            data.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { data, next_cursor })
+    }
+
+    fn update_run(
+        &self,
+        tenant: &str,
+        id: &str,
+        durability: Durability,
+        update: &mut RunUpdate<'_>,
+    ) -> StoreResult<Option<Run>> {
+        let level = match durability {
+            Durability::Durable => DURABLE,
+            Durability::Lazy => LAZY,
+        };
+        // redb has a single writer, so the read-modify-write cannot conflict and `update`
+        // runs exactly once.
+        self.write(level, |tx| {
+            let mut runs = open(tx, RUNS)?;
+            let rk = key(&[tenant.as_bytes(), id.as_bytes()]);
+            let Some(mut run) = get_json::<Run>(&runs, &rk)? else {
+                return Ok((None, false));
+            };
+            let before = run.status;
+            let Some(RunChange {
+                dequeue,
+                enqueue,
+                waits_add,
+                waits_remove,
+            }) = update(&mut run)
+            else {
+                return Ok((Some(run), false));
+            };
+            put(&mut runs, &rk, &enc(&run)?)?;
+            if before != run.status {
+                let mut counts = open(tx, COUNTS)?;
+                counter_add(
+                    &mut counts,
+                    &count_key(tenant, &run.function_id, before),
+                    -1,
+                )?;
+                counter_add(
+                    &mut counts,
+                    &count_key(tenant, &run.function_id, run.status),
+                    1,
+                )?;
+            }
+            let mut queue = open(tx, QUEUE)?;
+            for q in &dequeue {
+                del(&mut queue, &queue_key(q))?;
+            }
+            for q in &enqueue {
+                put(&mut queue, &queue_key(q), &[])?;
+            }
+            let mut waits = open(tx, WAITS)?;
+            let mut paths = open(tx, WAIT_PATHS)?;
+            apply_waits(&mut waits, &mut paths, &waits_add, &waits_remove)?;
+            Ok((Some(run), true))
+        })
+    }
+
+    fn due(
+        &self,
+        now: i64,
+        limit: usize,
+        skip: &dyn Fn(&QueueEntry) -> bool,
+    ) -> StoreResult<Vec<QueueEntry>> {
+        let tx = self.read()?;
+        let queue = open_ro(&tx, QUEUE)?;
+        let end = ((now.max(0) as u64) + 1).to_be_bytes();
+        let mut out = Vec::new();
+        for entry in queue.range::<&[u8]>(..end.as_slice()).map_err(backend)? {
+            let (k, _) = item(entry)?;
+            let e = parse_queue_key(k.value())?;
+            if skip(&e) {
+                continue;
+            }
+            out.push(e);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()> {
+        // Drops a stray entry; if the removal is lost in a crash, it is dropped again.
+        self.write(LAZY, |tx| {
+            let removed = del(&mut open(tx, QUEUE)?, &queue_key(entry))?;
+            Ok(((), removed))
+        })
+    }
+
+    fn next_due(&self, skip: &dyn Fn(&QueueEntry) -> bool) -> StoreResult<Option<i64>> {
+        let tx = self.read()?;
+        let queue = open_ro(&tx, QUEUE)?;
+        for entry in queue.iter().map_err(backend)? {
+            let (k, _) = item(entry)?;
+            let e = parse_queue_key(k.value())?;
+            if !skip(&e) {
+                return Ok(Some(e.due));
+            }
+        }
+        Ok(None)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        // An empty `Immediate` commit makes every earlier non-durable commit durable.
+        self.barrier(self.commits.load(Ordering::SeqCst) + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::run_all(&|| {
+            let sub = dir.path().join(ulid::Ulid::new().to_string());
+            Box::new(super::RedbStore::open(&sub).unwrap())
+        });
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::survives_reopen(&|| {
+            Box::new(super::RedbStore::open(dir.path()).unwrap())
+        });
+    }
+}
