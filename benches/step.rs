@@ -60,6 +60,7 @@ fn step_vs_raw(c: &mut Criterion) {
         component: sha,
         stdin: stdin(),
         limits: ResolvedLimits::default(),
+        env: vec![],
     };
     let check = rt.block_on(runtime.run(req.clone()));
     assert!(

@@ -21,6 +21,9 @@ pub enum EventError {
     /// The array holds more events than allowed.
     #[error("{count} events in one request; the limit is {limit}")]
     TooMany { count: usize, limit: usize },
+    /// The JSON nests deeper than allowed.
+    #[error("body nests deeper than {0} levels")]
+    TooDeep(usize),
     /// One event in the batch is invalid.
     #[error("event[{index}].{field}: {reason}")]
     Field {
@@ -94,6 +97,34 @@ pub fn now_ms() -> i64 {
 /// A fresh, time-sortable id.
 pub fn new_id() -> String {
     ulid::Ulid::new().to_string()
+}
+
+/// Rejects JSON nested deeper than `max` arrays/objects, without parsing it.
+pub fn check_depth(body: &[u8], max: usize) -> Result<(), EventError> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in body {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Err(EventError::TooDeep(max));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parses a request body holding one event or an array of them, assigning ids.
@@ -290,6 +321,16 @@ mod tests {
             parse_batch(br#"[{"name":"a"},{"name":"a"}]"#, 1),
             Err(EventError::TooMany { count: 2, limit: 1 })
         ));
+    }
+
+    #[test]
+    fn depth_is_limited_outside_strings_only() {
+        assert!(check_depth(br#"{"a":{"b":[1]}}"#, 3).is_ok());
+        assert_eq!(
+            check_depth(br#"{"a":{"b":[1]}}"#, 2),
+            Err(EventError::TooDeep(2))
+        );
+        assert!(check_depth(br#"{"a":"[[[[[[\"{{{{"}"#, 1).is_ok());
     }
 
     #[test]

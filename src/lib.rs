@@ -2,6 +2,7 @@
 //! WebAssembly components.
 
 pub mod api;
+pub mod config;
 pub mod engine;
 pub mod event;
 pub mod expr;

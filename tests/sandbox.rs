@@ -1,4 +1,5 @@
-//! Hostile guests end with an error naming what they hit, and the host keeps serving.
+//! Hostile guests end with an error naming what they hit, the host keeps serving, and
+//! a guest sees no files, no sockets and only the environment its function declares.
 
 mod common;
 
@@ -28,8 +29,112 @@ fn hostile_guests_fail_with_the_limit_they_hit() {
         json!({"stdout": "64KiB", "timeout": "1s"}),
     );
     assert!(e.contains("stdout over 64 KiB"), "{e}");
+    let e = failure(
+        &s,
+        "stderr-flood",
+        "stderr-flood",
+        json!({"stderr": "32KiB", "timeout": "1s"}),
+    );
+    assert!(e.contains("stderr over 32 KiB"), "{e}");
+    let e = failure(&s, "recurse", "recurse", json!({}));
+    assert!(
+        e.contains("call stack exhausted") || e.contains("stack overflow"),
+        "{e}"
+    );
+    // A giant JSON answer hits the default output cap (4 MiB) and is not stored whole.
+    let e = failure(&s, "giant", "giant", json!({}));
+    assert!(e.contains("stdout over 4 MiB"), "{e}");
     // The host is healthy and still runs good steps.
     s.deploy_ok(one_step("fine", "fine", "echo", json!({})));
     let run = s.send_and_finish(json!({"name": "fine"}));
     assert_eq!(run["status"], "completed");
+    assert_eq!(s.get("/health").0, 200);
+}
+
+#[test]
+fn a_guest_sees_no_files_no_sockets_and_only_declared_env() {
+    let s = Server::start();
+    let mut def = one_step(
+        "probe",
+        "probe",
+        "probe",
+        json!({"env": {"GREETING": "hi"}}),
+    );
+    def["env"] = json!({"REGION": "eu"});
+    s.deploy_ok(def);
+    let run = s.send_and_finish(json!({"name": "probe"}));
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let b = &run["steps"]["s"]["output"]["body"];
+    assert_eq!(b["file_opened"], false, "{b}");
+    assert_ne!(b["file_errno"], 0);
+    assert_eq!(b["dir_opened"], false, "{b}");
+    assert_eq!(b["greeting"], "hi");
+    assert_eq!(
+        b["env_count"], 2,
+        "only GREETING and REGION, nothing of the host: {b}"
+    );
+    // The network is out of reach: accepting on a socket ends the step with an error.
+    s.deploy_ok(one_step("net", "net", "socket", json!({})));
+    let run = s.send_and_finish(json!({"name": "net"}));
+    assert_eq!(run["status"], "failed");
+    assert!(
+        run["steps"]["s"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("sock_accept"),
+        "{run:#}"
+    );
+}
+
+#[test]
+fn another_tenant_keeps_running_while_one_spins_and_bombs() {
+    let config = r#"
+workers = 4
+[[tenants]]
+id = "evil"
+event_keys = ["evt_evil_0001"]
+api_keys = ["api_evil_0001"]
+[[tenants]]
+id = "good"
+event_keys = ["evt_good_0001"]
+api_keys = ["api_good_0001"]
+"#;
+    let evil = Server::serve(config, "api_evil_0001", "evt_evil_0001");
+    let mut spin = one_step(
+        "spin",
+        "attack",
+        "spin",
+        json!({"limits": {"timeout": "3s"}}),
+    );
+    spin["retries"] = json!({"attempts": 2, "backoff": "10ms"});
+    evil.deploy_ok(spin);
+    evil.deploy_ok(one_step(
+        "bomb",
+        "attack",
+        "membomb",
+        json!({"limits": {"memory": "64MiB"}}),
+    ));
+    let attack = evil.send(json!({"name": "attack"}));
+    let attack_runs = evil.runs_of(&attack);
+    assert_eq!(attack_runs.len(), 2);
+    let good = Server::serve_view(&evil, "api_good_0001", "evt_good_0001");
+    good.deploy_ok(one_step("work", "work", "hello", json!({})));
+    for i in 0..5 {
+        let run = good.send_and_finish(json!({"name": "work", "data": {"name": format!("n{i}")}}));
+        assert_eq!(run["status"], "completed");
+        assert_eq!(
+            run["steps"]["s"]["output"]["body"]["message"],
+            format!("Hello, n{i}!")
+        );
+    }
+    // The spinning run was still going while the good tenant's five runs completed.
+    let spinning = attack_runs
+        .iter()
+        .map(|r| evil.get(&format!("/v1/runs/{r}")).1)
+        .find(|r| r["function_id"] == "spin")
+        .unwrap();
+    assert_eq!(spinning["status"], "running", "{spinning:#}");
+    let done = evil.wait_done(spinning["id"].as_str().unwrap());
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["steps"]["s"]["attempts"], 3);
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{read_body, ApiError, AppState};
-use crate::event::{parse_batch, EventError};
+use crate::event::{check_depth, parse_batch, EventError};
 use crate::store::StoredEvent;
 
 pub fn routes() -> Router<AppState> {
@@ -25,35 +25,30 @@ async fn ingest_bearer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let key = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "missing event key: use POST /e/{key} or Authorization: Bearer <key>",
-            )
-        })?;
+    let key = super::bearer(&headers).map(str::to_string).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "missing event key: use POST /e/{key} or Authorization: Bearer <key>",
+        )
+    })?;
     ingest(state, Path(key), body).await
 }
 
 async fn ingest(
     State(state): State<AppState>,
-    Path(_key): Path<String>,
+    Path(key): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    // `weir dev` has one open tenant: every key sends to it.
-    let tenant = crate::DEV_TENANT;
+    let tenant = state.auth.event_tenant(Some(&key))?;
     let bytes = read_body(body, state.config.max_event_body).await?;
+    check_depth(&bytes, state.config.max_depth).map_err(|e| ApiError::bad(e.to_string()))?;
     let events = parse_batch(&bytes, state.config.max_events).map_err(|e| match e {
         EventError::TooMany { .. } => {
             ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
         other => ApiError::bad(other.to_string()),
     })?;
-    let ids = state.engine.send(tenant, events).await?;
+    let ids = state.engine.send(&tenant, events).await?;
     Ok(Json(json!({"ids": ids, "status": 200})))
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP face: thin axum handlers over the engine, JSON errors everywhere.
 
+pub mod auth;
 mod components;
 mod events;
 mod functions;
@@ -24,6 +25,8 @@ pub struct ApiConfig {
     pub max_events: usize,
     /// Largest component upload, in bytes.
     pub max_component: usize,
+    /// Deepest JSON nesting accepted in events.
+    pub max_depth: usize,
 }
 
 impl Default for ApiConfig {
@@ -32,6 +35,7 @@ impl Default for ApiConfig {
             max_event_body: 3 << 20,
             max_events: crate::event::MAX_EVENTS_PER_REQUEST,
             max_component: 64 << 20,
+            max_depth: 64,
         }
     }
 }
@@ -43,12 +47,38 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Limits.
     pub config: ApiConfig,
+    /// Keys and tenants.
+    pub auth: Arc<auth::Auth>,
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 impl AppState {
-    /// The tenant a request acts for. `weir dev` has a single open tenant.
-    fn tenant(&self, _headers: &HeaderMap) -> Result<String, ApiError> {
-        Ok(crate::DEV_TENANT.to_string())
+    /// The tenant an API request acts for (from its API key).
+    fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        self.auth
+            .api_tenant(bearer(headers))
+            .map_err(ApiError::from)
+    }
+}
+
+impl From<auth::AuthError> for ApiError {
+    fn from(e: auth::AuthError) -> Self {
+        let status = match e {
+            auth::AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Self::new(status, e.to_string())
     }
 }
 
@@ -69,6 +99,7 @@ pub fn router(state: AppState) -> axum::Router {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -77,6 +108,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -87,11 +119,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.message, "status": self.status.as_u16()})),
-        )
-            .into_response()
+        let body = Json(json!({"error": self.message, "status": self.status.as_u16()}));
+        match self.retry_after {
+            Some(s) => (
+                self.status,
+                [(axum::http::header::RETRY_AFTER, s.to_string())],
+                body,
+            )
+                .into_response(),
+            None => (self.status, body).into_response(),
+        }
     }
 }
 
@@ -102,6 +139,11 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Function(_) | EngineError::Component(_) | EngineError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
+            }
+            EngineError::Busy { .. } => {
+                let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string());
+                err.retry_after = Some(1);
+                return err;
             }
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -99,6 +99,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
     let app = api::router(AppState {
         engine,
         config: ApiConfig::default(),
+        auth: std::sync::Arc::new(weir::api::auth::Auth::open(DEV_TENANT)),
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

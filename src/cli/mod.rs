@@ -9,6 +9,7 @@ mod load;
 mod run;
 mod runs;
 mod send;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a local server: embedded store, loads ./functions, open default tenant.
     Dev(dev::Args),
+    /// Run the production server: config file, tenants and keys enforced.
+    Serve(serve::Args),
     /// Send an event to a running server.
     Send(send::Args),
     /// Upload a function file's components and deploy it to a running server.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
     quiet_parser_panics();
     let result = match cli.command {
         Command::Dev(a) => dev::main(a),
+        Command::Serve(a) => serve::main(a),
         Command::Send(a) => send::main(a),
         Command::Deploy(a) => deploy::main(a),
         Command::Run(a) => run::main(a),

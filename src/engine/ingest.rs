@@ -87,6 +87,11 @@ async fn ingest_one(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result
         .await
         .map_err(|e| EngineError::BadRequest(e.to_string()))??;
     engine.stats.runs_started.fetch_add(n, Ordering::Relaxed);
+    let _ = engine
+        .pending
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+            Some(p.saturating_sub(1))
+        });
     Ok(())
 }
 

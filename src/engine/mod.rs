@@ -7,7 +7,7 @@ mod ingest;
 mod registry;
 mod worker;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +40,9 @@ pub enum EngineError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// Too much is waiting already; retry later.
+    #[error("{pending} events are waiting to be processed (limit {limit}); retry later")]
+    Busy { pending: u64, limit: u64 },
 }
 
 /// Engine settings.
@@ -49,6 +52,14 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Limits for steps that do not set their own.
     pub default_limits: ResolvedLimits,
+    /// The most any step may ask for; deploys above them are refused.
+    pub ceilings: ResolvedLimits,
+    /// Most steps of one tenant executing at once (fairness), unless set per tenant.
+    pub tenant_concurrency: usize,
+    /// Per-tenant overrides of `tenant_concurrency`.
+    pub tenant_caps: HashMap<String, usize>,
+    /// Events waiting for trigger matching before `send` refuses more.
+    pub max_pending: u64,
 }
 
 impl Default for EngineConfig {
@@ -56,9 +67,14 @@ impl Default for EngineConfig {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let workers = (cores * 8).clamp(4, 64);
         Self {
-            workers: (cores * 8).clamp(4, 64),
+            workers,
             default_limits: ResolvedLimits::default(),
+            ceilings: crate::config::default_ceilings(),
+            tenant_concurrency: workers,
+            tenant_caps: HashMap::new(),
+            max_pending: 1_000_000,
         }
     }
 }
@@ -88,8 +104,17 @@ pub struct Engine {
     ingest_wake: Notify,
     /// Wakes the dispatcher.
     dispatch_wake: Notify,
-    inflight: Mutex<HashSet<(String, String, String)>>,
+    inflight: Mutex<Inflight>,
+    /// Events stored but not yet matched to triggers.
+    pending: AtomicU64,
     stats: Stats,
+}
+
+/// Steps executing now, and how many per tenant.
+#[derive(Default)]
+struct Inflight {
+    steps: HashSet<(String, String, String)>,
+    by_tenant: HashMap<String, usize>,
 }
 
 impl Engine {
@@ -106,9 +131,12 @@ impl Engine {
             config,
             ingest_wake: Notify::new(),
             dispatch_wake: Notify::new(),
-            inflight: Mutex::new(HashSet::new()),
+            inflight: Mutex::new(Inflight::default()),
+            pending: AtomicU64::new(0),
             stats: Stats::default(),
         });
+        let backlog = engine.store.pending_events(i64::MAX, usize::MAX)?.len() as u64;
+        engine.pending.store(backlog, Ordering::Relaxed);
         for (tenant, rec) in engine.store.latest_functions()? {
             match engine.compile_record(&rec) {
                 Ok(f) => engine.registry.insert(&tenant, f),
@@ -213,9 +241,10 @@ impl Engine {
                 }
             }
         }
-        Function::compile(def.clone(), 0, |_, sha| {
+        let compiled = Function::compile(def.clone(), 0, |_, sha| {
             checked.get(sha).cloned().unwrap_or(Ok(()))
         })?;
+        self.check_ceilings(&compiled)?;
         let json =
             serde_json::to_value(&def).map_err(|e| EngineError::BadRequest(e.to_string()))?;
         if let Some(cur) = self.registry.latest(tenant, &def.id) {
@@ -230,15 +259,59 @@ impl Engine {
         Ok((def.id, version))
     }
 
+    fn check_ceilings(&self, f: &Function) -> Result<(), EngineError> {
+        let c = self.config.ceilings;
+        for s in &f.steps {
+            let over = |what: &str, asked: String, max: String| {
+                EngineError::Function(FunctionError::Invalid {
+                    function: f.id.clone(),
+                    field: format!("steps.{}.limits.{what}", s.id),
+                    reason: format!("{asked} is above this server's ceiling of {max}"),
+                })
+            };
+            let hb = crate::runtime::human_bytes;
+            for (what, asked, max) in [
+                ("memory", s.limits.memory, c.memory),
+                ("stdout", s.limits.stdout, c.stdout),
+                ("stderr", s.limits.stderr, c.stderr),
+            ] {
+                if let Some(a) = asked.filter(|a| *a > max) {
+                    return Err(over(what, hb(a), hb(max)));
+                }
+            }
+            if let Some(t) = s.limits.timeout.filter(|t| *t > c.timeout) {
+                return Err(over(
+                    "timeout",
+                    format!("{t:?}"),
+                    format!("{:?}", c.timeout),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Stores events durably and schedules trigger matching; returns their ids.
+    /// Refuses with [`EngineError::Busy`] when too many events wait for matching.
     pub async fn send(&self, tenant: &str, events: Vec<Event>) -> Result<Vec<String>, EngineError> {
         let store = self.store.clone();
         let tenant_owned = tenant.to_string();
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         let n = events.len() as u64;
+        let pending = self.pending.load(Ordering::Relaxed);
+        if pending + n > self.config.max_pending {
+            return Err(EngineError::Busy {
+                pending,
+                limit: self.config.max_pending,
+            });
+        }
+        self.pending.fetch_add(n, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || store.append_events(&tenant_owned, &events, now_ms()))
             .await
-            .map_err(|e| EngineError::Store(StoreError::Backend(e.to_string())))??;
+            .map_err(|e| EngineError::Store(StoreError::Backend(e.to_string())))
+            .and_then(|r| r.map_err(EngineError::from))
+            .inspect_err(|_| {
+                self.pending.fetch_sub(n, Ordering::Relaxed);
+            })?;
         self.stats.events_accepted.fetch_add(n, Ordering::Relaxed);
         self.ingest_wake.notify_one();
         Ok(ids)
@@ -331,19 +404,51 @@ impl Engine {
         Ok(self.store.run_counts(tenant, id)?)
     }
 
+    /// The most steps of `tenant` that may execute at once.
+    fn tenant_cap(&self, tenant: &str) -> usize {
+        self.config
+            .tenant_caps
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.config.tenant_concurrency)
+            .max(1)
+    }
+
+    /// Marks a step as executing; false if it already is or its tenant is at its cap.
     fn claim_inflight(&self, e: &QueueEntry) -> bool {
+        let cap = self.tenant_cap(&e.tenant);
         let mut g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        g.insert((e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+        let n = g.by_tenant.get(&e.tenant).copied().unwrap_or(0);
+        if n >= cap
+            || !g
+                .steps
+                .insert((e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+        {
+            return false;
+        }
+        *g.by_tenant.entry(e.tenant.clone()).or_default() += 1;
+        true
     }
 
     fn release_inflight(&self, e: &QueueEntry) {
         let mut g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        g.remove(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()));
+        if g.steps
+            .remove(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+        {
+            if let Some(n) = g.by_tenant.get_mut(&e.tenant) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
-    fn is_inflight(&self, e: &QueueEntry) -> bool {
+    /// Whether the dispatcher should pass over this entry now: it is executing, or its
+    /// tenant has as many steps executing as it may.
+    fn skip_for_now(&self, e: &QueueEntry) -> bool {
+        let cap = self.tenant_cap(&e.tenant);
         let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        g.contains(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+        g.by_tenant.get(&e.tenant).copied().unwrap_or(0) >= cap
+            || g.steps
+                .contains(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
     }
 }
 

@@ -33,7 +33,7 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
         let e2 = engine.clone();
         let n = permits.len();
         let due = tokio::task::spawn_blocking(move || {
-            let skip = |q: &QueueEntry| e2.is_inflight(q);
+            let skip = |q: &QueueEntry| e2.skip_for_now(q);
             let due = e2.store.due(now, n, &skip)?;
             let next = if due.is_empty() {
                 e2.store.next_due(&skip)?
@@ -166,6 +166,7 @@ async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), sup
             component: step.component.clone(),
             stdin: serde_json::to_vec(&stdin).unwrap_or_default(),
             limits,
+            env: step.env.clone(),
         })
         .await;
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);

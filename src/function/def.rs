@@ -25,6 +25,9 @@ pub struct FunctionDef {
     /// Sandbox limits for every step (a step may override them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsDef>,
+    /// Environment variables every step sees (nothing else of the host's is visible).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
     /// Concurrency control (not supported yet; rejected at deploy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Value>,
@@ -107,6 +110,9 @@ pub struct StepDef {
     /// Overrides the function's limits, field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsDef>,
+    /// Environment variables of this step (added to, and overriding, the function's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 /// The runtime of a step: `{"type": "wasm"}` and friends.

@@ -57,6 +57,8 @@ pub struct Step {
     pub retries: Retries,
     /// Sandbox limits this step asks for (unset fields take the server defaults).
     pub limits: Limits,
+    /// Environment variables the step sees.
+    pub env: Vec<(String, String)>,
 }
 
 /// An incoming edge.
@@ -535,6 +537,22 @@ impl Function {
             let step_limits = limits(s.limits.as_ref())
                 .map_err(|r| bad(format!("{field}.limits"), r))?
                 .or(fn_limits);
+            let mut env = def.env.clone();
+            env.extend(s.env.clone());
+            for (k, v) in &env {
+                if k.is_empty()
+                    || k.contains('=')
+                    || k.contains('\0')
+                    || v.contains('\0')
+                    || k.len() > 256
+                    || v.len() > 32 << 10
+                {
+                    return Err(bad(
+                        format!("{field}.env.{k}"),
+                        "names must be non-empty without `=` or NUL; values without NUL, at most 32 KiB".into(),
+                    ));
+                }
+            }
             steps.push(Step {
                 id: sid.clone(),
                 name: s.name.clone(),
@@ -543,6 +561,7 @@ impl Function {
                 outgoing: Vec::new(),
                 retries: step_retries,
                 limits: step_limits,
+                env: env.into_iter().collect(),
             });
         }
         for c in 0..steps.len() {

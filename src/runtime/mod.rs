@@ -44,6 +44,8 @@ pub struct StepRequest {
     pub stdin: Vec<u8>,
     /// Limits to enforce.
     pub limits: ResolvedLimits,
+    /// Environment variables (the only ones the guest sees).
+    pub env: Vec<(String, String)>,
 }
 
 /// Why an execution did not succeed.

@@ -320,6 +320,7 @@ impl WasmRuntime {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .args(&["step"])
+            .envs(&req.env)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -442,6 +443,7 @@ mod tests {
             component: sha.into(),
             stdin: b"{\"hi\":1}".to_vec(),
             limits: super::super::ResolvedLimits::default(),
+            env: vec![],
         }
     }
 

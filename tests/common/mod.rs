@@ -36,10 +36,16 @@ pub fn weir_bin() -> PathBuf {
 pub struct Server {
     pub url: String,
     pub args: Vec<String>,
+    /// Sent as `Authorization: Bearer` on API calls, when set.
+    pub api_key: Option<String>,
+    /// Used by `send` in `POST /e/{key}`.
+    pub event_key: String,
+    /// `dev` or `serve`.
+    pub mode: &'static str,
     pub data_dir: PathBuf,
     pub functions: PathBuf,
     pub stdout: String,
-    child: Child,
+    child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -69,13 +75,62 @@ impl Server {
         Self::spawn_with(data_dir, functions, Vec::new())
     }
 
+    /// Starts `weir serve` with a config (its `data_dir` is set to a temp dir) and acts
+    /// with the given API and event keys.
+    pub fn serve(config: &str, api_key: &str, event_key: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let path = tmp.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            format!("data_dir = {:?}\n{config}", data.display().to_string()),
+        )
+        .unwrap();
+        let args = vec![
+            "--config".to_string(),
+            path.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        let mut s = Self::launch("serve", &data, tmp.path(), args);
+        s._tmp = Some(tmp);
+        s.api_key = Some(api_key.into());
+        s.event_key = event_key.into();
+        s
+    }
+
+    /// Another view of the same server acting with other keys (does not own the process).
+    pub fn serve_view(of: &Server, api_key: &str, event_key: &str) -> Server {
+        Server {
+            url: of.url.clone(),
+            args: Vec::new(),
+            api_key: Some(api_key.into()),
+            event_key: event_key.into(),
+            mode: of.mode,
+            data_dir: of.data_dir.clone(),
+            functions: of.functions.clone(),
+            stdout: String::new(),
+            child: None,
+            _tmp: None,
+        }
+    }
+
     /// Starts `weir dev` on existing dirs with extra arguments.
     pub fn spawn_with(data_dir: &Path, functions: &Path, args: Vec<String>) -> Self {
+        let mut full = vec![
+            "--port".to_string(),
+            "0".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        full.extend(["--functions".to_string(), functions.display().to_string()]);
+        full.extend(args);
+        Self::launch("dev", data_dir, functions, full)
+    }
+
+    fn launch(mode: &'static str, data_dir: &Path, functions: &Path, args: Vec<String>) -> Self {
         let mut child = Command::new(weir_bin())
-            .args(["dev", "--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--functions")
-            .arg(functions)
+            .arg(mode)
             .args(&args)
             .env("WEIR_LOG", "weir=warn")
             .stdout(Stdio::piped())
@@ -110,10 +165,13 @@ impl Server {
         Server {
             url,
             args,
+            api_key: None,
+            event_key: "test".into(),
+            mode,
             data_dir: data_dir.into(),
             functions: functions.into(),
             stdout,
-            child,
+            child: Some(child),
             _tmp: None,
         }
     }
@@ -125,16 +183,20 @@ impl Server {
 
     /// SIGKILLs the process, stays down for `pause`, and starts again on the same data.
     pub fn kill_pause_restart(mut self, pause: Duration) -> Self {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let mut child = self.child.take().expect("this view owns the process");
+        child.kill().unwrap();
+        child.wait().unwrap();
         std::thread::sleep(pause);
         let tmp = self._tmp.take();
-        let mut s = Self::spawn_with(
+        let mut s = Self::launch(
+            self.mode,
             &self.data_dir,
             &self.functions,
             std::mem::take(&mut self.args),
         );
         s._tmp = tmp;
+        s.api_key = self.api_key.take();
+        s.event_key = std::mem::take(&mut self.event_key);
         s
     }
 
@@ -145,8 +207,41 @@ impl Server {
             .new_agent()
     }
 
-    fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    /// Any request with an optional bearer key; returns status, JSON body and Retry-After.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        key: Option<&str>,
+    ) -> (u16, Value, Option<String>) {
+        let url = format!("{}{path}", self.url);
+        let agent = Self::agent();
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let r = if method == "GET" {
+            let mut rq = agent.get(url);
+            if let Some(a) = &auth {
+                rq = rq.header("Authorization", a);
+            }
+            rq.call()
+        } else {
+            let mut rq = if method == "PUT" {
+                agent.put(url)
+            } else {
+                agent.post(url)
+            };
+            if let Some(a) = &auth {
+                rq = rq.header("Authorization", a);
+            }
+            rq.content_type("application/json")
+                .send(body.unwrap_or(b"{}"))
+        };
         let mut r = r.expect("request reaches weir");
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let status = r.status().as_u16();
         let text = r
             .body_mut()
@@ -157,20 +252,18 @@ impl Server {
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            retry,
         )
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        Self::finish(Self::agent().get(format!("{}{path}", self.url)).call())
+        let (s, v, _) = self.request("GET", path, None, self.api_key.as_deref());
+        (s, v)
     }
 
     pub fn post_raw(&self, path: &str, body: &[u8]) -> (u16, Value) {
-        Self::finish(
-            Self::agent()
-                .post(format!("{}{path}", self.url))
-                .content_type("application/json")
-                .send(body),
-        )
+        let (s, v, _) = self.request("POST", path, Some(body), self.api_key.as_deref());
+        (s, v)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -178,12 +271,8 @@ impl Server {
     }
 
     pub fn put_raw(&self, path: &str, body: &[u8]) -> (u16, Value) {
-        Self::finish(
-            Self::agent()
-                .put(format!("{}{path}", self.url))
-                .content_type("application/wasm")
-                .send(body),
-        )
+        let (s, v, _) = self.request("PUT", path, Some(body), self.api_key.as_deref());
+        (s, v)
     }
 
     /// Uploads a wasm file; returns its `sha256:` name.
@@ -216,7 +305,7 @@ impl Server {
 
     /// Sends one event; returns its id.
     pub fn send(&self, event: Value) -> String {
-        let (st, body) = self.post("/e/test", &event);
+        let (st, body) = self.post(&format!("/e/{}", self.event_key), &event);
         assert_eq!(st, 200, "send: {body}");
         body["ids"][0].as_str().unwrap().to_string()
     }
@@ -278,8 +367,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

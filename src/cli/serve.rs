@@ -1,0 +1,112 @@
+//! `weir serve --config weir.toml`: the production server. Tenants and their keys come
+//! from the config; every `/v1` call needs an API key and sees only its tenant.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use weir::api::auth::Auth;
+use weir::api::{self, ApiConfig, AppState};
+use weir::config::Config;
+use weir::engine::{Engine, EngineConfig};
+use weir::runtime::wasm::{WasmConfig, WasmRuntime};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, default_value = "weir.toml")]
+    config: PathBuf,
+    /// Overrides `listen` from the config.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Overrides `data_dir` from the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<ExitCode> {
+    let started = Instant::now();
+    let cfg = Config::load(&args.config)?;
+    let data_dir = args.data_dir.unwrap_or_else(|| cfg.data_dir.clone());
+    let kind = if cfg.store == "sled" {
+        super::StoreKind::Sled
+    } else {
+        super::StoreKind::Redb
+    };
+    let store = super::open_store(kind, &data_dir)?;
+    let wasm = WasmConfig {
+        max_memory: cfg.ceilings.memory,
+        ..WasmConfig::default()
+    };
+    let runtime = Arc::new(WasmRuntime::new(store.clone(), wasm)?);
+    let mut ec = EngineConfig {
+        default_limits: cfg.limits,
+        ceilings: cfg.ceilings,
+        max_pending: cfg.ingress.max_pending,
+        ..EngineConfig::default()
+    };
+    if let Some(w) = cfg.workers {
+        ec.workers = w.max(1);
+    }
+    // Fairness: by default one tenant may fill at most half the worker pool.
+    ec.tenant_concurrency = (ec.workers / 2).max(1);
+    ec.tenant_caps = cfg
+        .tenants
+        .iter()
+        .filter_map(|t| t.max_concurrent_steps.map(|n| (t.id.clone(), n)))
+        .collect::<HashMap<_, _>>();
+    let engine = Engine::new(store.clone(), runtime, ec)?;
+    let listen = args.listen.unwrap_or_else(|| cfg.listen.clone());
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("`{listen}` is not an address"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    engine.start();
+    let local = listener.local_addr()?;
+    println!(
+        "weir serve: store in {} ({}); {} tenant(s): {}",
+        data_dir.display(),
+        kind.name(),
+        cfg.tenants.len(),
+        cfg.tenants
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("weir serve ready in {} ms: API http://{local}/v1  events POST http://{local}/e/<event-key>", started.elapsed().as_millis());
+    let api_config = ApiConfig {
+        max_event_body: cfg.ingress.max_body,
+        max_events: cfg.ingress.max_events,
+        max_depth: cfg.ingress.max_depth,
+        ..ApiConfig::default()
+    };
+    let app = api::router(AppState {
+        engine,
+        config: api_config,
+        auth: Arc::new(Auth::from_tenants(&cfg.tenants)),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    if let Err(e) = store.flush() {
+        eprintln!("warning: final flush failed: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

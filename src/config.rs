@@ -1,0 +1,359 @@
+//! The server configuration file of `weir serve` (TOML), parsed strictly at the edge.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::function::{parse_duration, parse_size};
+use crate::runtime::ResolvedLimits;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    /// The TOML does not parse or does not match the format.
+    #[error("{path}: {reason}")]
+    Format { path: String, reason: String },
+    /// A value is invalid.
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        path: String,
+        field: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    workers: Option<usize>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    ceilings: RawLimits,
+    #[serde(default)]
+    ingress: RawIngress,
+    #[serde(default)]
+    tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<String>,
+    timeout: Option<String>,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngress {
+    max_body: Option<String>,
+    max_events: Option<usize>,
+    max_depth: Option<usize>,
+    max_pending: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    id: String,
+    #[serde(default)]
+    event_keys: Vec<String>,
+    #[serde(default)]
+    api_keys: Vec<String>,
+    max_concurrent_steps: Option<usize>,
+}
+
+/// A tenant and its keys (each key as given: plain, or `sha256:<hex>` of the key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// Tenant id.
+    pub id: String,
+    /// Keys that may only send events.
+    pub event_keys: Vec<String>,
+    /// Keys for the `/v1` API.
+    pub api_keys: Vec<String>,
+    /// Most steps of this tenant executing at once.
+    pub max_concurrent_steps: Option<usize>,
+}
+
+/// Limits on what clients may send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IngressConfig {
+    /// Largest `POST /e` body in bytes.
+    pub max_body: usize,
+    /// Most events in one request.
+    pub max_events: usize,
+    /// Deepest JSON nesting accepted.
+    pub max_depth: usize,
+    /// Events waiting for trigger matching before new ones get 429.
+    pub max_pending: u64,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            max_body: 3 << 20,
+            max_events: crate::event::MAX_EVENTS_PER_REQUEST,
+            max_depth: 64,
+            max_pending: 1_000_000,
+        }
+    }
+}
+
+/// A validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// `redb` or `sled`.
+    pub store: String,
+    /// Worker pool size, if set.
+    pub workers: Option<usize>,
+    /// Limits for steps that set none.
+    pub limits: ResolvedLimits,
+    /// The most any step may ask for.
+    pub ceilings: ResolvedLimits,
+    /// Ingress limits.
+    pub ingress: IngressConfig,
+    /// Tenants.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// The most a step may ask for unless the configuration says otherwise.
+pub fn default_ceilings() -> ResolvedLimits {
+    ResolvedLimits {
+        memory: 1 << 30,
+        timeout: Duration::from_secs(15 * 60),
+        stdout: 64 << 20,
+        stderr: 16 << 20,
+    }
+}
+
+fn limits(
+    path: &str,
+    section: &str,
+    raw: &RawLimits,
+    base: ResolvedLimits,
+) -> Result<ResolvedLimits, ConfigError> {
+    let bad = |field: &str, reason: String| ConfigError::Invalid {
+        path: path.into(),
+        field: format!("{section}.{field}"),
+        reason,
+    };
+    let size = |field: &str, v: &Option<String>, d: u64| -> Result<u64, ConfigError> {
+        match v {
+            Some(s) => parse_size(s).map_err(|e| bad(field, e)),
+            None => Ok(d),
+        }
+    };
+    Ok(ResolvedLimits {
+        memory: size("memory", &raw.memory, base.memory)?,
+        timeout: match &raw.timeout {
+            Some(t) => parse_duration(t).map_err(|e| bad("timeout", e))?,
+            None => base.timeout,
+        },
+        stdout: size("stdout", &raw.stdout, base.stdout)?,
+        stderr: size("stderr", &raw.stderr, base.stderr)?,
+    })
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&p, &text)
+    }
+
+    /// Parses configuration text; `path` names it in errors.
+    pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Format {
+            path: path.into(),
+            reason: e.to_string().trim().to_string(),
+        })?;
+        let bad = |field: String, reason: String| ConfigError::Invalid {
+            path: path.into(),
+            field,
+            reason,
+        };
+        let ceilings = limits(path, "ceilings", &raw.ceilings, default_ceilings())?;
+        let defaults = limits(path, "limits", &raw.limits, ResolvedLimits::default())?;
+        for (name, d, c) in [
+            ("memory", defaults.memory, ceilings.memory),
+            ("stdout", defaults.stdout, ceilings.stdout),
+            ("stderr", defaults.stderr, ceilings.stderr),
+        ] {
+            if d > c {
+                return Err(bad(
+                    format!("limits.{name}"),
+                    format!("{d} bytes is above ceilings.{name} ({c} bytes)"),
+                ));
+            }
+        }
+        if defaults.timeout > ceilings.timeout {
+            return Err(bad(
+                "limits.timeout".into(),
+                "is above ceilings.timeout".into(),
+            ));
+        }
+        let mut ingress = IngressConfig::default();
+        if let Some(b) = &raw.ingress.max_body {
+            ingress.max_body =
+                parse_size(b).map_err(|e| bad("ingress.max_body".into(), e))? as usize;
+        }
+        if let Some(n) = raw.ingress.max_events {
+            ingress.max_events = n.max(1);
+        }
+        if let Some(n) = raw.ingress.max_depth {
+            ingress.max_depth = n.max(2);
+        }
+        if let Some(n) = raw.ingress.max_pending {
+            ingress.max_pending = n;
+        }
+        let mut tenants: Vec<TenantConfig> = Vec::new();
+        let mut seen_keys = std::collections::HashSet::new();
+        for (i, t) in raw.tenants.into_iter().enumerate() {
+            let field = format!("tenants[{i}]");
+            if t.id.is_empty()
+                || t.id.len() > 64
+                || !t
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
+                return Err(bad(
+                    format!("{field}.id"),
+                    "must be 1-64 letters, digits, `-` or `_`".into(),
+                ));
+            }
+            if tenants.iter().any(|o| o.id == t.id) {
+                return Err(bad(
+                    format!("{field}.id"),
+                    format!("tenant `{}` is declared twice", t.id),
+                ));
+            }
+            for k in t.event_keys.iter().chain(&t.api_keys) {
+                if k.len() < 8 {
+                    return Err(bad(
+                        field.clone(),
+                        "keys must be at least 8 characters".into(),
+                    ));
+                }
+                if !seen_keys.insert(k.clone()) {
+                    return Err(bad(
+                        field.clone(),
+                        "a key is used twice (keys must be unique across tenants and kinds)".into(),
+                    ));
+                }
+            }
+            tenants.push(TenantConfig {
+                id: t.id,
+                event_keys: t.event_keys,
+                api_keys: t.api_keys,
+                max_concurrent_steps: t.max_concurrent_steps,
+            });
+        }
+        if tenants.is_empty() {
+            return Err(bad(
+                "tenants".into(),
+                "declare at least one [[tenants]] with keys".into(),
+            ));
+        }
+        let store = raw.store.unwrap_or_else(|| "redb".into());
+        if store != "redb" && store != "sled" {
+            return Err(bad(
+                "store".into(),
+                format!("`{store}` is not one of redb, sled"),
+            ));
+        }
+        Ok(Config {
+            listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8288".into()),
+            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./.weir")),
+            store,
+            workers: raw.workers,
+            limits: defaults,
+            ceilings,
+            ingress,
+            tenants,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:9000"
+data_dir = "/tmp/w"
+[limits]
+memory = "64MiB"
+timeout = "5s"
+[ceilings]
+memory = "256MiB"
+[ingress]
+max_body = "1MiB"
+max_pending = 10
+[[tenants]]
+id = "acme"
+event_keys = ["evt_acme_1"]
+api_keys = ["api_acme_1"]
+max_concurrent_steps = 4
+"#;
+
+    #[test]
+    fn parses_a_full_file() {
+        let c = Config::parse("weir.toml", GOOD).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.limits.memory, 64 << 20);
+        assert_eq!(c.limits.timeout, Duration::from_secs(5));
+        assert_eq!(c.ceilings.memory, 256 << 20);
+        assert_eq!(c.ingress.max_body, 1 << 20);
+        assert_eq!(c.ingress.max_pending, 10);
+        assert_eq!(c.tenants[0].max_concurrent_steps, Some(4));
+        assert_eq!(c.store, "redb");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let e = Config::parse("weir.toml", "listen = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("weir.toml:") && e.contains("listen"), "{e}");
+        let e = Config::parse("weir.toml", "lisen = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = Config::parse("weir.toml", &GOOD.replace("64MiB", "1GiB"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("limits.memory") && e.contains("ceilings.memory"),
+            "{e}"
+        );
+        let e = Config::parse("weir.toml", &GOOD.replace("api_acme_1", "evt_acme_1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("used twice"), "{e}");
+        let e = Config::parse("weir.toml", "").unwrap_err().to_string();
+        assert!(e.contains("at least one [[tenants]]"), "{e}");
+        let e = Config::parse("weir.toml", &GOOD.replace("\"acme\"", "\"a b\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tenants[0].id"), "{e}");
+    }
+}
