@@ -7,6 +7,7 @@ pub mod engine;
 pub mod event;
 pub mod expr;
 pub mod function;
+pub mod fuzzing;
 pub mod run;
 pub mod runtime;
 pub mod store;

@@ -268,6 +268,7 @@ impl Run {
             "function_version": self.function_version,
             "status": self.status,
             "event_id": self.event_id,
+            "event_ts": self.event.get("ts"),
             "user_id": self.user_id,
             "created_at": self.created_at,
             "ended_at": self.ended_at,

@@ -12,7 +12,7 @@ use super::{dag, Engine, EngineError};
 use crate::event::{new_id, now_ms, Event};
 use crate::function::Function;
 use crate::run::Run;
-use crate::store::{Durability, RunChange};
+use crate::store::{Durability, Ingested, RunChange};
 
 const BATCH: usize = 256;
 
@@ -35,27 +35,54 @@ pub async fn run_loop(engine: Arc<Engine>) {
             }
         };
         if pending.is_empty() {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), engine.ingest_wake.notified()).await;
+            // Sleep until the next future-dated event is due, a new event arrives, or 1 s.
+            let next = engine.store.next_delayed().ok().flatten();
+            let wait = next
+                .map(|t| Duration::from_millis((t - now_ms()).clamp(1, 1000) as u64))
+                .unwrap_or(Duration::from_secs(1));
+            let _ = tokio::time::timeout(wait, engine.ingest_wake.notified()).await;
             continue;
         }
-        for (tenant, event) in pending {
-            if let Err(e) = ingest_one(&engine, &tenant, &event).await {
-                tracing::error!(tenant, event = event.id, "cannot start runs: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        if let Err(e) = ingest_batch(&engine, pending).await {
+            tracing::error!("cannot start runs: {e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         engine.dispatch_wake.notify_one();
     }
 }
 
-async fn ingest_one(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result<(), EngineError> {
+/// Matches a batch of events and records all their runs in one durable write.
+async fn ingest_batch(
+    engine: &Arc<Engine>,
+    pending: Vec<(String, Event)>,
+) -> Result<(), EngineError> {
+    let mut batch = Vec::with_capacity(pending.len());
+    for (tenant, event) in &pending {
+        batch.push(plan(engine, tenant, event).await?);
+    }
+    let n = batch.len() as u64;
+    let runs: u64 = batch.iter().map(|b: &Ingested| b.runs.len() as u64).sum();
+    let store = engine.store.clone();
+    tokio::task::spawn_blocking(move || store.commit_ingest(&batch))
+        .await
+        .map_err(|e| EngineError::BadRequest(e.to_string()))??;
+    engine.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
+    let _ = engine
+        .pending
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+            Some(p.saturating_sub(n))
+        });
+    Ok(())
+}
+
+/// Resumes the waits an event matches and decides which runs it starts.
+async fn plan(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result<Ingested, EngineError> {
     // Resume the waits this event matches first: each resume is its own atomic write and
     // is idempotent, so a crash before the event is marked ingested only repeats work.
     let value = event.to_value();
     resume_waits(engine, tenant, &event.name, &value).await?;
     let now = now_ms();
-    let candidates = if event.name == super::cron::CRON_EVENT {
+    let candidates: Vec<Arc<Function>> = if event.name == super::cron::CRON_EVENT {
         // A cron tick starts the one function it was fired for.
         let fid = event
             .data
@@ -74,25 +101,17 @@ async fn ingest_one(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result
             .triggered_by(tenant, &event.name)
             .into_iter()
             .filter(|f| matches(engine, f, event))
-            .collect::<Vec<_>>()
+            .collect()
     };
     let runs: Vec<(Run, RunChange)> = candidates
-        .into_iter()
-        .map(|f| dag::new_run(&f, tenant, new_id(), event, now))
+        .iter()
+        .map(|f| dag::new_run(f, tenant, new_id(), event, now))
         .collect();
-    let n = runs.len() as u64;
-    let store = engine.store.clone();
-    let (t, id) = (tenant.to_string(), event.id.clone());
-    tokio::task::spawn_blocking(move || store.commit_ingest(&t, &id, &runs))
-        .await
-        .map_err(|e| EngineError::BadRequest(e.to_string()))??;
-    engine.stats.runs_started.fetch_add(n, Ordering::Relaxed);
-    let _ = engine
-        .pending
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-            Some(p.saturating_sub(1))
-        });
-    Ok(())
+    Ok(Ingested {
+        tenant: tenant.into(),
+        event_id: event.id.clone(),
+        runs,
+    })
 }
 
 /// Resolves the `async` edges and cancellation rules that `incoming` matches. Waits are

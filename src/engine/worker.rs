@@ -11,7 +11,8 @@ use tokio::sync::Semaphore;
 use super::dag::{self, StepResult};
 use super::Engine;
 use crate::event::now_ms;
-use crate::run::QueueEntry;
+use crate::function::Function;
+use crate::run::{QueueEntry, Run};
 use crate::runtime::{ResolvedLimits, StepOutcome, StepRequest};
 use crate::store::Durability;
 
@@ -96,15 +97,19 @@ async fn execute(engine: &Arc<Engine>, entry: &QueueEntry) {
     }
 }
 
-async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), super::EngineError> {
-    let store = engine.store.clone();
+/// Reads the run and claims the step (store work, so off the async threads).
+fn claim(
+    engine: &Engine,
+    entry: &QueueEntry,
+) -> Result<Option<(Run, Arc<Function>, usize)>, super::EngineError> {
+    let store = &engine.store;
     let Some(run) = store.get_run(&entry.tenant, &entry.run_id)? else {
         tracing::warn!(
             run = entry.run_id,
             "queue entry for a missing run; dropping it"
         );
         store.dequeue(entry)?;
-        return Ok(());
+        return Ok(None);
     };
     let f = engine.function_version(&entry.tenant, &run.function_id, run.function_version)?;
     let Some(idx) = f.step_index(&entry.step_id) else {
@@ -135,8 +140,20 @@ async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), sup
     if !execute {
         // A timer (an `async` timeout) moved the run on; make that durable now.
         store.flush()?;
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some((run, f, idx)))
+}
+
+async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), super::EngineError> {
+    let store = engine.store.clone();
+    let (e2, q) = (engine.clone(), entry.clone());
+    let claimed = tokio::task::spawn_blocking(move || claim(&e2, &q))
+        .await
+        .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
+    let Some((run, f, idx)) = claimed else {
+        return Ok(());
+    };
     let st = &run.steps[idx];
     let stdin = json!({
         "event": run.event,

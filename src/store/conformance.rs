@@ -10,6 +10,31 @@ const NOW: i64 = 4_000_000_000_000;
 
 type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
 
+/// One event's ingest, the way most checks need it.
+trait CommitOne {
+    fn commit_one(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        runs: &[(Run, RunChange)],
+    ) -> super::StoreResult<()>;
+}
+
+impl<S: Store + ?Sized> CommitOne for S {
+    fn commit_one(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        runs: &[(Run, RunChange)],
+    ) -> super::StoreResult<()> {
+        self.commit_ingest(&[super::Ingested {
+            tenant: tenant.into(),
+            event_id: event_id.into(),
+            runs: runs.to_vec(),
+        }])
+    }
+}
+
 /// Runs every conformance check against fresh stores from `open`.
 pub fn run_all(open: Open<'_>) {
     idempotency_keys_dedupe(open());
@@ -41,7 +66,7 @@ fn future_events_wait_for_their_time(s: Box<dyn Store>) {
         names(s.pending_events(NOW + 5_000, 10).unwrap()),
         vec!["later", "now"]
     );
-    s.commit_ingest("t", &later[0].id, &[]).unwrap();
+    s.commit_one("t", &later[0].id, &[]).unwrap();
     assert_eq!(s.next_delayed().unwrap(), None);
     assert_eq!(
         names(s.pending_events(NOW + 9_000, 10).unwrap()),
@@ -63,7 +88,7 @@ fn waits_are_found_by_value_and_removed_atomically(s: Box<dyn Store>) {
         waits_add: vec![w2.clone(), any.clone()],
         ..Default::default()
     };
-    s.commit_ingest(
+    s.commit_one(
         "t",
         &evs[0].id,
         &[
@@ -212,9 +237,9 @@ fn ingest_creates_runs_once(s: Box<dyn Store>) {
     s.append_events("t", &evs, NOW).unwrap();
     let r = run("r1", "t", "f", Some("u1"), &evs[0].id);
     let q = enq(vec![entry("t", "r1", 10)]);
-    s.commit_ingest("t", &evs[0].id, &[(r.clone(), q.clone())])
+    s.commit_one("t", &evs[0].id, &[(r.clone(), q.clone())])
         .unwrap();
-    s.commit_ingest("t", &evs[0].id, &[(r.clone(), q)]).unwrap();
+    s.commit_one("t", &evs[0].id, &[(r.clone(), q)]).unwrap();
     assert!(s.pending_events(NOW, 10).unwrap().is_empty());
     let se = s.get_event("t", &evs[0].id).unwrap().unwrap();
     assert_eq!(se.run_ids, vec!["r1".to_string()]);
@@ -231,7 +256,7 @@ fn ingest_creates_runs_once(s: Box<dyn Store>) {
 fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
     let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
     s.append_events("t", &evs, NOW).unwrap();
-    s.commit_ingest(
+    s.commit_one(
         "t",
         &evs[0].id,
         &[(
@@ -318,7 +343,7 @@ fn function_versions_increase(s: Box<dyn Store>) {
 fn tenants_do_not_see_each_other(s: Box<dyn Store>) {
     let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
     s.append_events("t", &evs, NOW).unwrap();
-    s.commit_ingest(
+    s.commit_one(
         "t",
         &evs[0].id,
         &[(run("r1", "t", "f", None, &evs[0].id), RunChange::default())],
@@ -363,7 +388,7 @@ fn list_runs_pages_and_filters(s: Box<dyn Store>) {
             )
         })
         .collect();
-    s.commit_ingest("t", &evs[0].id, &runs).unwrap();
+    s.commit_one("t", &evs[0].id, &runs).unwrap();
     let ids = |p: &super::Page<Run>| p.data.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
     let p1 = s.list_runs("t", &RunFilter::default(), 2, None).unwrap();
     assert_eq!(ids(&p1), vec!["r4", "r3"]);
@@ -413,7 +438,7 @@ pub fn survives_reopen(open: Open<'_>) {
     {
         let s = open();
         s.append_events("t", &evs, NOW).unwrap();
-        s.commit_ingest(
+        s.commit_one(
             "t",
             &evs[0].id,
             &[(

@@ -100,6 +100,17 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// The runs one event started, for [`Store::commit_ingest`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    /// Tenant of the event.
+    pub tenant: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The runs it started, each with its queue entries and waits.
+    pub runs: Vec<(Run, RunChange)>,
+}
+
 /// What a run update asks the store to do besides writing the run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunChange {
@@ -161,15 +172,11 @@ pub trait Store: Send + Sync + 'static {
     fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>>;
     /// The earliest `ts` of a future-dated event still held back.
     fn next_delayed(&self) -> StoreResult<Option<i64>>;
-    /// Records the runs an event started with their queue entries and waits (only the
-    /// additions of each `RunChange` apply), atomically and durably; the event leaves the
-    /// pending set.
-    fn commit_ingest(
-        &self,
-        tenant: &str,
-        event_id: &str,
-        runs: &[(Run, RunChange)],
-    ) -> StoreResult<()>;
+    /// Records, for each event of the batch, the runs it started with their queue
+    /// entries and waits (only the additions of each `RunChange` apply), atomically and
+    /// durably (one fsync for the whole batch); the events leave the pending set. An event
+    /// already recorded is left as it is.
+    fn commit_ingest(&self, batch: &[Ingested]) -> StoreResult<()>;
     /// The waits that an event named `event` may resolve: those indexed under a path for
     /// which `lookup` gives the expected value, and every unindexed one.
     fn find_waits(

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
 use super::{
-    Durability, FunctionRecord, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
+    Durability, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
     StoreResult, StoredEvent,
 };
 use crate::event::Event;
@@ -486,22 +486,9 @@ impl Store for RedbStore {
         }))
     }
 
-    fn commit_ingest(
-        &self,
-        tenant: &str,
-        event_id: &str,
-        runs: &[(Run, RunChange)],
-    ) -> StoreResult<()> {
+    fn commit_ingest(&self, batch: &[Ingested]) -> StoreResult<()> {
         self.write(DURABLE, |tx| {
             let mut events = open(tx, EVENTS)?;
-            let ek = key(&[tenant.as_bytes(), event_id.as_bytes()]);
-            let Some(mut stored) = get_json::<StoredEvent>(&events, &ek)? else {
-                return Ok(((), false));
-            };
-            if stored.ingested {
-                return Ok(((), false));
-            }
-            stored.ingested = true;
             let mut inbox = open(tx, INBOX)?;
             let mut run_t = open(tx, RUNS)?;
             let mut by_fn = open(tx, RUNS_BY_FN)?;
@@ -511,33 +498,50 @@ impl Store for RedbStore {
             let mut delayed = open(tx, DELAYED)?;
             let mut waits = open(tx, WAITS)?;
             let mut paths = open(tx, WAIT_PATHS)?;
-            for (run, change) in runs {
-                let t_ = tenant.as_bytes();
-                let rid = run.id.as_bytes();
-                put(&mut run_t, &key(&[t_, rid]), &enc(run)?)?;
-                put(
-                    &mut by_fn,
-                    &key(&[t_, run.function_id.as_bytes(), rid]),
-                    &[],
-                )?;
-                if let Some(u) = &run.user_id {
-                    put(&mut by_user, &key(&[t_, u.as_bytes(), rid]), &[])?;
+            let mut changed = false;
+            for Ingested {
+                tenant,
+                event_id,
+                runs,
+            } in batch
+            {
+                let ek = key(&[tenant.as_bytes(), event_id.as_bytes()]);
+                let Some(mut stored) = get_json::<StoredEvent>(&events, &ek)? else {
+                    continue;
+                };
+                if stored.ingested {
+                    continue;
                 }
-                counter_add(
-                    &mut counts,
-                    &count_key(tenant, &run.function_id, run.status),
-                    1,
-                )?;
-                for q in &change.enqueue {
-                    put(&mut queue, &queue_key(q), &[])?;
+                stored.ingested = true;
+                changed = true;
+                for (run, change) in runs {
+                    let t_ = tenant.as_bytes();
+                    let rid = run.id.as_bytes();
+                    put(&mut run_t, &key(&[t_, rid]), &enc(run)?)?;
+                    put(
+                        &mut by_fn,
+                        &key(&[t_, run.function_id.as_bytes(), rid]),
+                        &[],
+                    )?;
+                    if let Some(u) = &run.user_id {
+                        put(&mut by_user, &key(&[t_, u.as_bytes(), rid]), &[])?;
+                    }
+                    counter_add(
+                        &mut counts,
+                        &count_key(tenant, &run.function_id, run.status),
+                        1,
+                    )?;
+                    for q in &change.enqueue {
+                        put(&mut queue, &queue_key(q), &[])?;
+                    }
+                    apply_waits(&mut waits, &mut paths, &change.waits_add, &[])?;
+                    stored.run_ids.push(run.id.clone());
                 }
-                apply_waits(&mut waits, &mut paths, &change.waits_add, &[])?;
-                stored.run_ids.push(run.id.clone());
+                del(&mut inbox, &key(&[event_id.as_bytes(), tenant.as_bytes()]))?;
+                del(&mut delayed, &delayed_key(tenant, &stored.event))?;
+                put(&mut events, &ek, &enc(&stored)?)?;
             }
-            del(&mut inbox, &key(&[event_id.as_bytes(), tenant.as_bytes()]))?;
-            del(&mut delayed, &delayed_key(tenant, &stored.event))?;
-            put(&mut events, &ek, &enc(&stored)?)?;
-            Ok(((), true))
+            Ok(((), changed))
         })
     }
 

@@ -12,7 +12,7 @@ use sled::{Transactional, Tree};
 
 use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
 use super::{
-    Durability, FunctionRecord, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
+    Durability, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
     StoreResult, StoredEvent,
 };
 use crate::event::Event;
@@ -325,12 +325,7 @@ impl Store for SledStore {
         }
     }
 
-    fn commit_ingest(
-        &self,
-        tenant: &str,
-        event_id: &str,
-        runs: &[(Run, RunChange)],
-    ) -> StoreResult<()> {
+    fn commit_ingest(&self, batch: &[Ingested]) -> StoreResult<()> {
         let trees: &[&Tree] = &[
             &self.events,
             &self.inbox,
@@ -345,33 +340,40 @@ impl Store for SledStore {
         ];
         trees
             .transaction(|t| {
-                let ek = key(&[tenant.as_bytes(), event_id.as_bytes()]);
-                let Some(raw) = t[0].get(&ek)? else {
-                    return Ok(());
-                };
-                let mut stored: StoredEvent = dec(&ek, &raw).map_err(abort)?;
-                if stored.ingested {
-                    return Ok(());
-                }
-                stored.ingested = true;
-                for (run, change) in runs {
-                    let t_ = tenant.as_bytes();
-                    let rid = run.id.as_bytes();
-                    t[2].insert(key(&[t_, rid]), enc(run).map_err(abort)?)?;
-                    t[3].insert(key(&[t_, run.function_id.as_bytes(), rid]), &[])?;
-                    if let Some(u) = &run.user_id {
-                        t[4].insert(key(&[t_, u.as_bytes(), rid]), &[])?;
+                for Ingested {
+                    tenant,
+                    event_id,
+                    runs,
+                } in batch
+                {
+                    let ek = key(&[tenant.as_bytes(), event_id.as_bytes()]);
+                    let Some(raw) = t[0].get(&ek)? else {
+                        continue;
+                    };
+                    let mut stored: StoredEvent = dec(&ek, &raw).map_err(abort)?;
+                    if stored.ingested {
+                        continue;
                     }
-                    counter_add(&t[5], &count_key(tenant, &run.function_id, run.status), 1)?;
-                    for q in &change.enqueue {
-                        t[6].insert(queue_key(q), &[])?;
+                    stored.ingested = true;
+                    for (run, change) in runs {
+                        let t_ = tenant.as_bytes();
+                        let rid = run.id.as_bytes();
+                        t[2].insert(key(&[t_, rid]), enc(run).map_err(abort)?)?;
+                        t[3].insert(key(&[t_, run.function_id.as_bytes(), rid]), &[])?;
+                        if let Some(u) = &run.user_id {
+                            t[4].insert(key(&[t_, u.as_bytes(), rid]), &[])?;
+                        }
+                        counter_add(&t[5], &count_key(tenant, &run.function_id, run.status), 1)?;
+                        for q in &change.enqueue {
+                            t[6].insert(queue_key(q), &[])?;
+                        }
+                        apply_waits(&t[8], &t[9], &change.waits_add, &[])?;
+                        stored.run_ids.push(run.id.clone());
                     }
-                    apply_waits(&t[8], &t[9], &change.waits_add, &[])?;
-                    stored.run_ids.push(run.id.clone());
+                    t[1].remove(key(&[event_id.as_bytes(), tenant.as_bytes()]))?;
+                    t[7].remove(delayed_key(tenant, &stored.event))?;
+                    t[0].insert(ek, enc(&stored).map_err(abort)?)?;
                 }
-                t[1].remove(key(&[event_id.as_bytes(), tenant.as_bytes()]))?;
-                t[7].remove(delayed_key(tenant, &stored.event))?;
-                t[0].insert(ek, enc(&stored).map_err(abort)?)?;
                 Ok(())
             })
             .map_err(tx_err)?;

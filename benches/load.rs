@@ -1,0 +1,301 @@
+//! End-to-end load bench: the real `weir dev` binary, a two-step function of real C guests,
+//! N events over real HTTP (batched and unbatched, closed-loop with C senders or
+//! open-loop at a fixed rate), every run awaited. Prints events/s accepted, runs/s
+//! completed, event→done latency p50/p90/p99/max (HDR histogram, ms: server timestamps),
+//! CPU seconds per 1,000 runs, peak RSS and disk bytes per 1,000 runs.
+//!
+//! `cargo bench --bench load` runs the standard scenarios (2,000 events, 32 in flight).
+//! Knobs: WEIR_LOAD_EVENTS, WEIR_LOAD_CONCURRENCY, WEIR_LOAD_BATCH (1 or more),
+//! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled).
+//! Under `cargo test` it runs one small smoke scenario so it cannot rot.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+struct Scenario {
+    name: String,
+    events: usize,
+    concurrency: usize,
+    batch: usize,
+    rate: Option<f64>,
+    store: String,
+}
+
+fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("guest-examples/out")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} missing: run guest-examples/build.sh",
+        p.display()
+    );
+    p
+}
+
+// The child goes back to the caller, which kills and waits for it after the scenario.
+#[allow(clippy::zombie_processes)]
+fn start(dir: &Path, store: &str) -> (Child, String) {
+    let functions = dir.join("functions");
+    std::fs::create_dir_all(&functions).unwrap();
+    let def = json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": {
+        "hello": {"path": format!("file://{}", guest("hello").display())},
+        "shout": {"path": format!("file://{}", guest("shout").display()), "after": [{"step": "hello"}]}}});
+    std::fs::write(functions.join("two-step.json"), def.to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["dev", "--port", "0", "--store", store, "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--functions")
+        .arg(&functions)
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("weir exited before it was ready: {status:?}");
+        }
+        if let Some(rest) = line.split("API http://").nth(1) {
+            let url = format!("http://{}", rest.split('/').next().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            return (child, url);
+        }
+    }
+}
+
+fn proc_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+fn get(url: &str) -> Value {
+    agent()
+        .get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_json()
+        .unwrap()
+}
+
+fn run(s: &Scenario) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, url) = start(tmp.path(), &s.store);
+    let pid = child.id();
+    let disk0 = dir_bytes(&tmp.path().join("data"));
+    let cpu0 = proc_cpu_secs(pid);
+    let requests = s.events.div_ceil(s.batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let senders: Vec<_> = (0..s.concurrency)
+        .map(|_| {
+            let (next, url) = (next.clone(), url.clone());
+            let (batch, events, rate) = (s.batch, s.events, s.rate);
+            std::thread::spawn(move || {
+                let agent = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= requests {
+                        return;
+                    }
+                    if let Some(r) = rate {
+                        // Open loop: request i leaves at its scheduled time, however late
+                        // earlier ones came back.
+                        let due = started + Duration::from_secs_f64((i * batch) as f64 / r);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    let n = batch.min(events - i * batch);
+                    let body: Vec<Value> = (0..n).map(|k| json!({"name": "load/go", "data": {"name": format!("n{}", i * batch + k)}})).collect();
+                    let body = if batch == 1 { body[0].clone() } else { json!(body) };
+                    let r = agent.post(format!("{url}/e/load")).send_json(&body).unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for t in senders {
+        t.join().unwrap();
+    }
+    let sent = started.elapsed();
+    loop {
+        let f = get(&format!("{url}/v1/functions/two-step"));
+        let done = f["runs"]["completed"].as_u64().unwrap_or(0) as usize;
+        assert_eq!(f["runs"]["failed"], 0, "{f}");
+        if done >= s.events {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cpu = proc_cpu_secs(pid) - cpu0;
+    let rss = peak_rss_mb(pid);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
+    let (mut first, mut last) = (i64::MAX, 0i64);
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("{url}/v1/runs?function=two-step&limit=1000&cursor={c}"),
+            None => format!("{url}/v1/runs?function=two-step&limit=1000"),
+        };
+        let page = get(&q);
+        for r in page["data"].as_array().unwrap() {
+            let (ts, end) = (
+                r["event_ts"].as_i64().unwrap(),
+                r["ended_at"].as_i64().unwrap(),
+            );
+            hist.record((end - ts).max(1) as u64).unwrap();
+            first = first.min(ts);
+            last = last.max(end);
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.into()),
+            None => break,
+        }
+    }
+    let disk = dir_bytes(&tmp.path().join("data")).saturating_sub(disk0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let span = ((last - first).max(1)) as f64 / 1000.0;
+    println!(
+        "{:<34} {:>6} ev/s accepted {:>6} runs/s done | latency ms p50 {:>5} p90 {:>5} p99 {:>5} max {:>5} | {:.2} CPU-s/1k runs | RSS {:.0} MB | {:.0} KB disk/1k runs",
+        s.name,
+        (s.events as f64 / sent.as_secs_f64()) as u64,
+        (s.events as f64 / span) as u64,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.9),
+        hist.value_at_quantile(0.99),
+        hist.max(),
+        cpu * 1000.0 / s.events as f64,
+        rss,
+        disk as f64 / s.events as f64
+    );
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let store: String = env_or("WEIR_LOAD_STORE", "redb".to_string());
+    let events = env_or("WEIR_LOAD_EVENTS", if bench { 2000 } else { 100 });
+    let conc = env_or("WEIR_LOAD_CONCURRENCY", 32usize);
+    let scenarios: Vec<Scenario> = match (
+        std::env::var("WEIR_LOAD_BATCH").ok(),
+        std::env::var("WEIR_LOAD_RATE").ok(),
+    ) {
+        (None, None) if bench => vec![
+            Scenario {
+                name: format!("unbatched, {conc} in flight"),
+                events,
+                concurrency: conc,
+                batch: 1,
+                rate: None,
+                store: store.clone(),
+            },
+            Scenario {
+                name: "batches of 100, 4 in flight".into(),
+                events: events * 10,
+                concurrency: 4,
+                batch: 100,
+                rate: None,
+                store: store.clone(),
+            },
+            Scenario {
+                name: "open loop 500 ev/s, unbatched".into(),
+                events,
+                concurrency: conc,
+                batch: 1,
+                rate: Some(500.0),
+                store: store.clone(),
+            },
+        ],
+        (b, r) => {
+            let batch = b.and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
+            let rate = r.and_then(|v| v.parse().ok());
+            vec![Scenario {
+                name: format!(
+                    "batch {batch}, {conc} in flight{}",
+                    rate.map(|r| format!(", {r} ev/s")).unwrap_or_default()
+                ),
+                events,
+                concurrency: conc,
+                batch,
+                rate,
+                store,
+            }]
+        }
+    };
+    println!(
+        "weir load bench ({} store, {} cores)",
+        scenarios[0].store,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    for s in &scenarios {
+        run(s);
+    }
+}

@@ -1,0 +1,6 @@
+//! The function parser and validator must refuse bad definitions, never panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    weir::fuzzing::function_parse(data);
+});

@@ -1,0 +1,38 @@
+//! The bodies of the fuzz targets in `fuzz/`, shared with the regression test that
+//! replays every saved input (`tests/fuzz_regressions.rs`).
+
+use serde_json::json;
+
+use crate::event::{check_depth, parse_batch};
+use crate::expr::Expr;
+use crate::function::{Function, FunctionDef};
+
+/// Parses a body as `POST /e` would; must never panic.
+pub fn event_parse(data: &[u8]) {
+    if check_depth(data, 64).is_ok() {
+        if let Ok(events) = parse_batch(data, 5_000) {
+            for e in events {
+                let _ = e.to_value();
+                let _ = e.user_id();
+            }
+        }
+    }
+}
+
+/// Parses and validates a function definition; must never panic.
+pub fn function_parse(data: &[u8]) {
+    if let Ok(def) = FunctionDef::from_json(data) {
+        let _ = Function::compile(def, 1, |_, _| Ok(()));
+    }
+}
+
+/// Compiles an expression and evaluates it against a sample event; must never panic.
+pub fn cel_compile(data: &[u8]) {
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(expr) = Expr::compile(src) {
+        let event = json!({"name": "a/b", "data": {"n": 1, "s": "x", "l": [1, 2], "m": {"k": true}}, "user": {"id": "u1"}});
+        let _ = expr.eval_bool(&[("event", &event), ("async", &event), ("steps", &json!({}))]);
+    }
+}
