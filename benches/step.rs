@@ -130,5 +130,54 @@ fn cel_and_parse(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, step_vs_raw, cel_and_parse);
+/// One step completion as the engine writes it: read the run, record the output, queue
+/// the next step, update the run — one atomic, fsynced write — on each backend.
+fn store_commit(c: &mut Criterion) {
+    use weir::store::{Durability, Ingested, RunChange};
+    let def = weir::function::FunctionDef::from_value(
+        json!({"id": "f", "triggers": [{"event": "e"}], "steps": {
+        "a": {"path": format!("sha256:{}", "a".repeat(64))},
+        "b": {"path": format!("sha256:{}", "a".repeat(64)), "after": [{"step": "a"}]}}}),
+    )
+    .unwrap();
+    let f = weir::function::Function::compile(def, 1, |_, _| Ok(())).unwrap();
+    for name in ["redb", "sled"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = match name {
+            "redb" => Arc::new(weir::store::redb::RedbStore::open(dir.path()).unwrap()),
+            _ => Arc::new(SledStore::open(dir.path()).unwrap()),
+        };
+        let ev = weir::event::parse_batch(br#"{"name":"e","data":{"x":1}}"#, 1)
+            .unwrap()
+            .remove(0);
+        store
+            .append_events("t", std::slice::from_ref(&ev), 0)
+            .unwrap();
+        let (run, change) = weir::engine::dag::new_run(&f, "t", "r1".into(), &ev, 0);
+        store
+            .commit_ingest(&[Ingested {
+                tenant: "t".into(),
+                event_id: ev.id.clone(),
+                runs: vec![(run, change)],
+            }])
+            .unwrap();
+        let output = json!({"status": 200, "body": {"message": "Hello, Ada!", "length": 11}});
+        c.bench_function(
+            &format!("store commit of a step completion ({name}, fsynced)"),
+            |b| {
+                b.iter(|| {
+                    store
+                        .update_run("t", "r1", Durability::Durable, &mut |r| {
+                            r.steps[0].output = Some(output.clone());
+                            r.steps[0].attempts += 1;
+                            Some(RunChange::default())
+                        })
+                        .unwrap()
+                })
+            },
+        );
+    }
+}
+
+criterion_group!(benches, step_vs_raw, cel_and_parse, store_commit);
 criterion_main!(benches);

@@ -51,36 +51,39 @@ pub async fn run_loop(engine: Arc<Engine>) {
     }
 }
 
-/// Matches a batch of events and records all their runs in one durable write.
+/// Matches a batch of events and records all their runs in one durable write. All of
+/// it is store work, so it runs off the async threads.
 async fn ingest_batch(
     engine: &Arc<Engine>,
     pending: Vec<(String, Event)>,
 ) -> Result<(), EngineError> {
-    let mut batch = Vec::with_capacity(pending.len());
-    for (tenant, event) in &pending {
-        batch.push(plan(engine, tenant, event).await?);
-    }
-    let n = batch.len() as u64;
-    let runs: u64 = batch.iter().map(|b: &Ingested| b.runs.len() as u64).sum();
-    let store = engine.store.clone();
-    tokio::task::spawn_blocking(move || store.commit_ingest(&batch))
-        .await
-        .map_err(|e| EngineError::BadRequest(e.to_string()))??;
-    engine.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
-    let _ = engine
-        .pending
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-            Some(p.saturating_sub(n))
-        });
-    Ok(())
+    let e = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let batch = pending
+            .iter()
+            .map(|(t, ev)| plan(&e, t, ev))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = batch.len() as u64;
+        let runs: u64 = batch.iter().map(|b| b.runs.len() as u64).sum();
+        e.store.commit_ingest(&batch)?;
+        e.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
+        let _ = e
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(n))
+            });
+        Ok::<_, EngineError>(())
+    })
+    .await
+    .map_err(|e| EngineError::BadRequest(e.to_string()))?
 }
 
 /// Resumes the waits an event matches and decides which runs it starts.
-async fn plan(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result<Ingested, EngineError> {
+fn plan(engine: &Engine, tenant: &str, event: &Event) -> Result<Ingested, EngineError> {
     // Resume the waits this event matches first: each resume is its own atomic write and
     // is idempotent, so a crash before the event is marked ingested only repeats work.
     let value = event.to_value();
-    resume_waits(engine, tenant, &event.name, &value).await?;
+    resume_waits(engine, tenant, &event.name, &value)?;
     let now = now_ms();
     let candidates: Vec<Arc<Function>> = if event.name == super::cron::CRON_EVENT {
         // A cron tick starts the one function it was fired for.
@@ -116,8 +119,8 @@ async fn plan(engine: &Arc<Engine>, tenant: &str, event: &Event) -> Result<Inges
 
 /// Resolves the `async` edges and cancellation rules that `incoming` matches. Waits are
 /// found through the index (by event name, and by value where the match is an equality).
-pub async fn resume_waits(
-    engine: &Arc<Engine>,
+pub fn resume_waits(
+    engine: &Engine,
     tenant: &str,
     name: &str,
     incoming: &Value,

@@ -6,6 +6,7 @@ pub mod dag;
 mod ingest;
 mod registry;
 mod worker;
+mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,6 +108,8 @@ pub struct Engine {
     inflight: Mutex<Inflight>,
     /// Events stored but not yet matched to triggers.
     pending: AtomicU64,
+    /// Batches run updates of all workers into shared writes.
+    writer: writer::Writer,
     stats: Stats,
 }
 
@@ -124,6 +127,7 @@ impl Engine {
         runtime: Arc<dyn StepRuntime>,
         config: EngineConfig,
     ) -> Result<Arc<Self>, EngineError> {
+        let writer = writer::Writer::start(store.clone());
         let engine = Arc::new(Self {
             store,
             runtime,
@@ -133,6 +137,7 @@ impl Engine {
             dispatch_wake: Notify::new(),
             inflight: Mutex::new(Inflight::default()),
             pending: AtomicU64::new(0),
+            writer,
             stats: Stats::default(),
         });
         let backlog = engine.store.pending_events(i64::MAX, usize::MAX)?.len() as u64;

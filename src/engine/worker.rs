@@ -97,21 +97,25 @@ async fn execute(engine: &Arc<Engine>, entry: &QueueEntry) {
     }
 }
 
-/// Reads the run and claims the step (store work, so off the async threads).
-fn claim(
-    engine: &Engine,
+/// Claims the step through the run writer; returns the run, its function and the step's
+/// index if it is to be executed now.
+async fn claim(
+    engine: &Arc<Engine>,
     entry: &QueueEntry,
 ) -> Result<Option<(Run, Arc<Function>, usize)>, super::EngineError> {
-    let store = &engine.store;
-    let Some(run) = store.get_run(&entry.tenant, &entry.run_id)? else {
-        tracing::warn!(
-            run = entry.run_id,
-            "queue entry for a missing run; dropping it"
-        );
-        store.dequeue(entry)?;
-        return Ok(None);
-    };
-    let f = engine.function_version(&entry.tenant, &run.function_id, run.function_version)?;
+    let (e2, q) = (engine.clone(), entry.clone());
+    let found = tokio::task::spawn_blocking(move || -> Result<_, super::EngineError> {
+        let Some(run) = e2.store.get_run(&q.tenant, &q.run_id)? else {
+            tracing::warn!(run = q.run_id, "queue entry for a missing run; dropping it");
+            e2.store.dequeue(&q)?;
+            return Ok(None);
+        };
+        let f = e2.function_version(&q.tenant, &run.function_id, run.function_version)?;
+        Ok(Some(f))
+    })
+    .await
+    .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
+    let Some(f) = found else { return Ok(None) };
     let Some(idx) = f.step_index(&entry.step_id) else {
         return Err(super::EngineError::NotFound(format!(
             "step {} in {} v{}",
@@ -119,39 +123,40 @@ fn claim(
         )));
     };
     let now = now_ms();
-    let mut execute = false;
-    let run = store
-        .update_run(
+    let execute = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (f2, flag, due) = (f.clone(), execute.clone(), entry.due);
+    let run = engine
+        .writer
+        .update(
             &entry.tenant,
             &entry.run_id,
             Durability::Lazy,
-            &mut |r| match dag::on_due(&f, r, idx, entry.due, now) {
+            move |r| match dag::on_due(&f2, r, idx, due, now) {
                 dag::Due::Execute(c) => {
-                    execute = true;
+                    flag.store(true, Ordering::Relaxed);
                     Some(c)
                 }
                 dag::Due::Handled(c) | dag::Due::Stale(c) => {
-                    execute = false;
+                    flag.store(false, Ordering::Relaxed);
                     Some(c)
                 }
             },
-        )?
+        )
+        .await?
         .ok_or_else(|| super::EngineError::NotFound(format!("run {}", entry.run_id)))?;
-    if !execute {
+    if !execute.load(Ordering::Relaxed) {
         // A timer (an `async` timeout) moved the run on; make that durable now.
-        store.flush()?;
+        let store = engine.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
         return Ok(None);
     }
     Ok(Some((run, f, idx)))
 }
 
 async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), super::EngineError> {
-    let store = engine.store.clone();
-    let (e2, q) = (engine.clone(), entry.clone());
-    let claimed = tokio::task::spawn_blocking(move || claim(&e2, &q))
-        .await
-        .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
-    let Some((run, f, idx)) = claimed else {
+    let Some((run, f, idx)) = claim(engine, entry).await? else {
         return Ok(());
     };
     let st = &run.steps[idx];
@@ -193,15 +198,16 @@ async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), sup
     }
     let jitter: f64 = rand::random();
     let done = now_ms();
-    let e2 = entry.clone();
     let f2 = f.clone();
-    tokio::task::spawn_blocking(move || {
-        store.update_run(&e2.tenant, &e2.run_id, Durability::Durable, &mut |r| {
-            dag::complete(&f2, r, idx, result.clone(), log.clone(), done, jitter)
-        })
-    })
-    .await
-    .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
+    engine
+        .writer
+        .update(
+            &entry.tenant,
+            &entry.run_id,
+            Durability::Durable,
+            move |r| dag::complete(&f2, r, idx, result.clone(), log.clone(), done, jitter),
+        )
+        .await?;
     Ok(())
 }
 

@@ -46,6 +46,61 @@ pub fn run_all(open: Open<'_>) {
     future_events_wait_for_their_time(open());
     waits_are_found_by_value_and_removed_atomically(open());
     meta_values_persist(open());
+    batched_updates_apply_in_order(open());
+}
+
+fn batched_updates_apply_in_order(s: Box<dyn Store>) {
+    let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+    s.append_events("t", &evs, NOW).unwrap();
+    s.commit_one(
+        "t",
+        &evs[0].id,
+        &[
+            (run("r1", "t", "f", None, &evs[0].id), RunChange::default()),
+            (run("r2", "t", "f", None, &evs[0].id), RunChange::default()),
+        ],
+    )
+    .unwrap();
+    let op = |id: &str, f: fn(&mut Run) -> Option<RunChange>| super::RunOp {
+        tenant: "t".into(),
+        id: id.into(),
+        update: Box::new(f),
+    };
+    let mut ops = vec![
+        op("r1", |r| {
+            r.steps[0].attempts += 1;
+            Some(RunChange {
+                enqueue: vec![entry("t", "r1", 77)],
+                ..Default::default()
+            })
+        }),
+        op("r1", |r| {
+            r.steps[0].attempts += 1;
+            r.status = RunStatus::Completed;
+            Some(RunChange::default())
+        }),
+        op("missing", |_| Some(RunChange::default())),
+        op("r2", |_| None),
+    ];
+    let out = s.update_runs(&mut ops, Durability::Durable).unwrap();
+    assert_eq!(out.len(), 4);
+    assert_eq!(
+        out[1].as_ref().unwrap().steps[0].attempts,
+        2,
+        "the second op saw the first"
+    );
+    assert!(out[2].is_none());
+    assert_eq!(out[3].as_ref().unwrap().status, RunStatus::Running);
+    assert_eq!(s.get_run("t", "r1").unwrap().unwrap().steps[0].attempts, 2);
+    assert!(s
+        .due(100, 10, &|_| false)
+        .unwrap()
+        .contains(&entry("t", "r1", 77)));
+    let counts = s.run_counts("t", "f").unwrap();
+    assert_eq!(
+        (counts[&RunStatus::Completed], counts[&RunStatus::Running]),
+        (1, 1)
+    );
 }
 
 fn future_events_wait_for_their_time(s: Box<dyn Store>) {

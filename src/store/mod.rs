@@ -144,7 +144,17 @@ pub enum Durability {
 }
 
 /// A run's read-modify-write: returns `None` to leave the run untouched.
-pub type RunUpdate<'a> = dyn FnMut(&mut Run) -> Option<RunChange> + 'a;
+pub type RunUpdate<'a> = dyn FnMut(&mut Run) -> Option<RunChange> + Send + 'a;
+
+/// One run update of a batch (see [`Store::update_runs`]).
+pub struct RunOp {
+    /// Tenant of the run.
+    pub tenant: String,
+    /// Run id.
+    pub id: String,
+    /// The read-modify-write, as for [`Store::update_run`].
+    pub update: Box<RunUpdate<'static>>,
+}
 
 /// Durable storage for everything weir keeps. Every method is atomic.
 pub trait Store: Send + Sync + 'static {
@@ -237,6 +247,14 @@ pub trait Store: Send + Sync + 'static {
         update: &mut RunUpdate<'_>,
     ) -> StoreResult<Option<Run>>;
 
+    /// Applies several run updates, in order, in one atomic write (one fsync if
+    /// `durability` is `Durable`); a later op on the same run sees the earlier ones.
+    /// Returns each run as written or found (`None` if missing).
+    fn update_runs(
+        &self,
+        ops: &mut [RunOp],
+        durability: Durability,
+    ) -> StoreResult<Vec<Option<Run>>>;
     /// Queue entries due at or before `now`, earliest first, skipping those `skip` names.
     fn due(
         &self,

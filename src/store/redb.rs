@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
+use super::RunOp;
 use super::{
     Durability, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
     StoreResult, StoredEvent,
@@ -69,6 +70,62 @@ const DURABLE: redb::Durability = redb::Durability::Immediate;
 /// Atomic and visible at once, but only made durable by a later `DURABLE` commit (or a
 /// clean close); a crash rolls back to the last durable commit.
 const LAZY: redb::Durability = redb::Durability::None;
+
+fn level(d: Durability) -> redb::Durability {
+    match d {
+        Durability::Durable => DURABLE,
+        Durability::Lazy => LAZY,
+    }
+}
+
+/// One run's read-modify-write inside a write transaction; the bool says if it changed.
+fn update_in(
+    tx: &WriteTransaction,
+    tenant: &str,
+    id: &str,
+    update: &mut RunUpdate<'_>,
+) -> StoreResult<(Option<Run>, bool)> {
+    let mut runs = open(tx, RUNS)?;
+    let rk = key(&[tenant.as_bytes(), id.as_bytes()]);
+    let Some(mut run) = get_json::<Run>(&runs, &rk)? else {
+        return Ok((None, false));
+    };
+    let before = run.status;
+    let Some(RunChange {
+        dequeue,
+        enqueue,
+        waits_add,
+        waits_remove,
+    }) = update(&mut run)
+    else {
+        return Ok((Some(run), false));
+    };
+    put(&mut runs, &rk, &enc(&run)?)?;
+    if before != run.status {
+        let mut counts = open(tx, COUNTS)?;
+        counter_add(
+            &mut counts,
+            &count_key(tenant, &run.function_id, before),
+            -1,
+        )?;
+        counter_add(
+            &mut counts,
+            &count_key(tenant, &run.function_id, run.status),
+            1,
+        )?;
+    }
+    let mut queue = open(tx, QUEUE)?;
+    for q in &dequeue {
+        del(&mut queue, &queue_key(q))?;
+    }
+    for q in &enqueue {
+        put(&mut queue, &queue_key(q), &[])?;
+    }
+    let mut waits = open(tx, WAITS)?;
+    let mut paths = open(tx, WAIT_PATHS)?;
+    apply_waits(&mut waits, &mut paths, &waits_add, &waits_remove)?;
+    Ok((Some(run), true))
+}
 
 /// The redb-backed store.
 pub struct RedbStore {
@@ -794,53 +851,25 @@ impl Store for RedbStore {
         durability: Durability,
         update: &mut RunUpdate<'_>,
     ) -> StoreResult<Option<Run>> {
-        let level = match durability {
-            Durability::Durable => DURABLE,
-            Durability::Lazy => LAZY,
-        };
         // redb has a single writer, so the read-modify-write cannot conflict and `update`
         // runs exactly once.
-        self.write(level, |tx| {
-            let mut runs = open(tx, RUNS)?;
-            let rk = key(&[tenant.as_bytes(), id.as_bytes()]);
-            let Some(mut run) = get_json::<Run>(&runs, &rk)? else {
-                return Ok((None, false));
-            };
-            let before = run.status;
-            let Some(RunChange {
-                dequeue,
-                enqueue,
-                waits_add,
-                waits_remove,
-            }) = update(&mut run)
-            else {
-                return Ok((Some(run), false));
-            };
-            put(&mut runs, &rk, &enc(&run)?)?;
-            if before != run.status {
-                let mut counts = open(tx, COUNTS)?;
-                counter_add(
-                    &mut counts,
-                    &count_key(tenant, &run.function_id, before),
-                    -1,
-                )?;
-                counter_add(
-                    &mut counts,
-                    &count_key(tenant, &run.function_id, run.status),
-                    1,
-                )?;
+        self.write(level(durability), |tx| update_in(tx, tenant, id, update))
+    }
+
+    fn update_runs(
+        &self,
+        ops: &mut [RunOp],
+        durability: Durability,
+    ) -> StoreResult<Vec<Option<Run>>> {
+        self.write(level(durability), |tx| {
+            let mut out = Vec::with_capacity(ops.len());
+            let mut changed = false;
+            for op in ops.iter_mut() {
+                let (run, c) = update_in(tx, &op.tenant, &op.id, &mut *op.update)?;
+                changed |= c;
+                out.push(run);
             }
-            let mut queue = open(tx, QUEUE)?;
-            for q in &dequeue {
-                del(&mut queue, &queue_key(q))?;
-            }
-            for q in &enqueue {
-                put(&mut queue, &queue_key(q), &[])?;
-            }
-            let mut waits = open(tx, WAITS)?;
-            let mut paths = open(tx, WAIT_PATHS)?;
-            apply_waits(&mut waits, &mut paths, &waits_add, &waits_remove)?;
-            Ok((Some(run), true))
+            Ok((out, changed))
         })
     }
 

@@ -11,6 +11,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
+use super::RunOp;
 use super::{
     Durability, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
     StoreResult, StoredEvent,
@@ -123,6 +124,43 @@ fn apply_waits(
     Ok(())
 }
 
+/// One run's read-modify-write inside a transaction over `SledStore::run_trees`.
+fn update_in(
+    t: &[TransactionalTree],
+    tenant: &str,
+    id: &str,
+    update: &mut RunUpdate<'_>,
+) -> TxResult<(Option<Run>, bool)> {
+    let rk = key(&[tenant.as_bytes(), id.as_bytes()]);
+    let Some(raw) = t[0].get(&rk)? else {
+        return Ok((None, false));
+    };
+    let mut run: Run = dec(&rk, &raw).map_err(abort)?;
+    let before = run.status;
+    let Some(RunChange {
+        dequeue,
+        enqueue,
+        waits_add,
+        waits_remove,
+    }) = update(&mut run)
+    else {
+        return Ok((Some(run), false));
+    };
+    t[0].insert(rk.as_slice(), enc(&run).map_err(abort)?)?;
+    if before != run.status {
+        counter_add(&t[1], &count_key(tenant, &run.function_id, before), -1)?;
+        counter_add(&t[1], &count_key(tenant, &run.function_id, run.status), 1)?;
+    }
+    for q in &dequeue {
+        t[2].remove(queue_key(q))?;
+    }
+    for q in &enqueue {
+        t[2].insert(queue_key(q), &[])?;
+    }
+    apply_waits(&t[3], &t[4], &waits_add, &waits_remove)?;
+    Ok((Some(run), true))
+}
+
 fn count_key(tenant: &str, function: &str, status: RunStatus) -> Vec<u8> {
     key(&[
         tenant.as_bytes(),
@@ -174,6 +212,17 @@ impl SledStore {
             meta: t("meta")?,
             db,
         })
+    }
+
+    /// The trees a run update touches, in the order `update_in` expects.
+    fn run_trees(&self) -> [&Tree; 5] {
+        [
+            &self.runs,
+            &self.counts,
+            &self.queue,
+            &self.waits,
+            &self.wait_paths,
+        ]
     }
 
     fn get_json<T: DeserializeOwned>(&self, tree: &Tree, k: &[u8]) -> StoreResult<Option<T>> {
@@ -634,50 +683,41 @@ impl Store for SledStore {
         durability: Durability,
         update: &mut RunUpdate<'_>,
     ) -> StoreResult<Option<Run>> {
-        let rk = key(&[tenant.as_bytes(), id.as_bytes()]);
-        let trees: &[&Tree] = &[
-            &self.runs,
-            &self.counts,
-            &self.queue,
-            &self.waits,
-            &self.wait_paths,
-        ];
         let update = std::cell::RefCell::new(update);
-        let out = trees
-            .transaction(|t| {
-                let Some(raw) = t[0].get(&rk)? else {
-                    return Ok((None, false));
-                };
-                let mut run: Run = dec(&rk, &raw).map_err(abort)?;
-                let before = run.status;
-                let Some(RunChange {
-                    dequeue,
-                    enqueue,
-                    waits_add,
-                    waits_remove,
-                }) = (update.borrow_mut())(&mut run)
-                else {
-                    return Ok((Some(run), false));
-                };
-                t[0].insert(rk.as_slice(), enc(&run).map_err(abort)?)?;
-                if before != run.status {
-                    counter_add(&t[1], &count_key(tenant, &run.function_id, before), -1)?;
-                    counter_add(&t[1], &count_key(tenant, &run.function_id, run.status), 1)?;
-                }
-                for q in &dequeue {
-                    t[2].remove(queue_key(q))?;
-                }
-                for q in &enqueue {
-                    t[2].insert(queue_key(q), &[])?;
-                }
-                apply_waits(&t[3], &t[4], &waits_add, &waits_remove)?;
-                Ok((Some(run), true))
-            })
+        let out = self
+            .run_trees()
+            .transaction(|t| update_in(t, tenant, id, &mut **update.borrow_mut()))
             .map_err(tx_err)?;
         if out.1 && durability == Durability::Durable {
             self.db.flush().map_err(backend)?;
         }
         Ok(out.0)
+    }
+
+    fn update_runs(
+        &self,
+        ops: &mut [RunOp],
+        durability: Durability,
+    ) -> StoreResult<Vec<Option<Run>>> {
+        let ops = std::cell::RefCell::new(ops);
+        let (out, changed) = self
+            .run_trees()
+            .transaction(|t| {
+                let mut ops = ops.borrow_mut();
+                let mut out = Vec::with_capacity(ops.len());
+                let mut changed = false;
+                for op in ops.iter_mut() {
+                    let (run, c) = update_in(t, &op.tenant, &op.id, &mut *op.update)?;
+                    changed |= c;
+                    out.push(run);
+                }
+                Ok((out, changed))
+            })
+            .map_err(tx_err)?;
+        if changed && durability == Durability::Durable {
+            self.db.flush().map_err(backend)?;
+        }
+        Ok(out)
     }
 
     fn due(
