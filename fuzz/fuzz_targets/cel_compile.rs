@@ -1,6 +1,6 @@
 //! CEL compile and evaluate must not take the process down on any input.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+libfuzzer_sys::fuzz_target!(init: weir::fuzzing::tolerate_caught_parser_panics(), |data: &[u8]| {
     weir::fuzzing::cel_compile(data);
 });
