@@ -46,6 +46,7 @@ struct Raw {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    fuel: Option<u64>,
     memory: Option<String>,
     timeout: Option<String>,
     stdout: Option<String>,
@@ -137,6 +138,7 @@ pub fn default_ceilings() -> ResolvedLimits {
         timeout: Duration::from_secs(15 * 60),
         stdout: 64 << 20,
         stderr: 16 << 20,
+        fuel: None,
     }
 }
 
@@ -165,6 +167,7 @@ fn limits(
         },
         stdout: size("stdout", &raw.stdout, base.stdout)?,
         stderr: size("stderr", &raw.stderr, base.stderr)?,
+        fuel: raw.fuel.or(base.fuel),
     })
 }
 

@@ -20,6 +20,13 @@ fn hostile_guests_fail_with_the_limit_they_hit() {
     assert!(e.contains("trapped") && e.contains("unreachable"), "{e}");
     let e = failure(&s, "spin", "spin", json!({"timeout": "300ms"}));
     assert!(e.contains("deadline 300ms exceeded"), "{e}");
+    let e = failure(
+        &s,
+        "spin-fuel",
+        "spin",
+        json!({"fuel": 1_000_000, "timeout": "30s"}),
+    );
+    assert!(e.contains("fuel budget 1000000 exhausted"), "{e}");
     let e = failure(&s, "membomb", "membomb", json!({"memory": "16MiB"}));
     assert!(e.contains("memory limit 16 MiB exceeded"), "{e}");
     let e = failure(

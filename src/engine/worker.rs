@@ -180,6 +180,7 @@ async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), sup
         timeout: step.limits.timeout.unwrap_or(d.timeout),
         stdout: step.limits.stdout.unwrap_or(d.stdout),
         stderr: step.limits.stderr.unwrap_or(d.stderr),
+        fuel: step.limits.fuel.or(d.fuel),
     };
     let outcome = engine
         .runtime

@@ -650,10 +650,8 @@ fn limits(l: Option<&LimitsDef>) -> Result<Limits, String> {
             .transpose()
             .map_err(|e| format!("timeout: {e}"))?,
         fuel: match l.fuel {
-            Some(_) => {
-                return Err("fuel: CPU fuel budgets are not supported yet (use timeout)".into())
-            }
-            None => None,
+            Some(0) => return Err("fuel: must be at least 1".into()),
+            f => f,
         },
         stdout: size("stdout", &l.stdout)?,
         stderr: size("stderr", &l.stderr)?,
@@ -786,9 +784,12 @@ mod tests {
         );
         assert!(bad.contains("steps.a.after[0].async.ttl"), "{bad}");
         let bad = msg(
-            json!({"id": "f", "triggers": [{"event": "e"}], "steps": {"a": {"path": SHA, "limits": {"fuel": 5}}}}),
+            json!({"id": "f", "triggers": [{"event": "e"}], "steps": {"a": {"path": SHA, "limits": {"fuel": 0}}}}),
         );
-        assert!(bad.contains("not supported yet"), "{bad}");
+        assert!(
+            bad.contains("steps.a.limits: fuel: must be at least 1"),
+            "{bad}"
+        );
     }
 
     #[test]

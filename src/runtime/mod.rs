@@ -20,6 +20,8 @@ pub struct ResolvedLimits {
     pub stdout: u64,
     /// stderr cap in bytes.
     pub stderr: u64,
+    /// CPU fuel budget (roughly one unit per wasm instruction), if any.
+    pub fuel: Option<u64>,
 }
 
 impl Default for ResolvedLimits {
@@ -29,6 +31,7 @@ impl Default for ResolvedLimits {
             timeout: Duration::from_secs(30),
             stdout: 4 << 20,
             stderr: 1 << 20,
+            fuel: None,
         }
     }
 }
@@ -66,6 +69,9 @@ pub enum StepFailure {
     /// stdout grew beyond its cap.
     #[error("stdout over {0}")]
     Stdout(String),
+    /// The CPU fuel budget ran out.
+    #[error("fuel budget {0} exhausted")]
+    Fuel(u64),
     /// stderr grew beyond its cap.
     #[error("stderr over {0}")]
     Stderr(String),

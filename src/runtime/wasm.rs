@@ -132,6 +132,9 @@ fn engine_config(cfg: &WasmConfig, pooling: bool) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true);
     c.epoch_interruption(true);
+    // Fuel is metered always (a step without a budget gets u64::MAX) so that one
+    // compiled artefact serves steps with and without budgets.
+    c.consume_fuel(true);
     c.max_wasm_stack(1 << 20);
     if pooling {
         let mut p = PoolingAllocationConfig::default();
@@ -339,6 +342,14 @@ impl WasmRuntime {
         };
         let mut store = wasmtime::Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
+        if let Err(e) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
+            return StepOutcome {
+                result: Err(StepFailure::Load(format!("cannot set fuel: {e}"))),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                elapsed: started.elapsed(),
+            };
+        }
         let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -367,6 +378,11 @@ impl WasmRuntime {
                     } else {
                         Err(StepFailure::Exit(exit.0))
                     }
+                } else if matches!(
+                    e.downcast_ref::<wasmtime::Trap>(),
+                    Some(wasmtime::Trap::OutOfFuel)
+                ) {
+                    Err(StepFailure::Fuel(limits.fuel.unwrap_or(u64::MAX)))
                 } else if memory_hit {
                     Err(StepFailure::Memory(human_bytes(limits.memory)))
                 } else if Instant::now() >= deadline {

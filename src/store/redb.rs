@@ -65,6 +65,9 @@ const ALL_TABLES: [Def; 16] = [
     META,
 ];
 
+/// redb's page cache (its default is 1 GiB).
+const CACHE_BYTES: usize = 128 << 20;
+
 /// Fsynced before the commit returns.
 const DURABLE: redb::Durability = redb::Durability::Immediate;
 /// Atomic and visible at once, but only made durable by a later `DURABLE` commit (or a
@@ -306,7 +309,11 @@ impl RedbStore {
     /// Opens (or creates) a store in `dir` (the file `dir/weir.redb`).
     pub fn open(dir: &Path) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = Database::create(dir.join("weir.redb")).map_err(backend)?;
+        // A bounded page cache keeps memory flat however many runs are parked on disk.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("weir.redb"))
+            .map_err(backend)?;
         Self::with_db(db)
     }
 
