@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every example step from source into guest-examples/out/.
-#   C   -> WASI preview1 core modules (clang --target=wasm32-wasi); weir wraps them into
-#          components when they are uploaded.
+#   C    -> WASI preview1 core modules (clang --target=wasm32-wasi); weir wraps them into
+#           components when they are uploaded.
+#   Rust -> WASI preview1 core modules (Debian's rustc --target wasm32-wasi).
 #   WAT -> components, with `weir componentize` (so this script builds weir first).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,6 +15,17 @@ for src in "$here"/c/*.c; do
   name="$(basename "$src" .c)"
   clang --target=wasm32-wasi -O2 -Wall -Werror -Wno-unused-function -Wl,--strip-all -o "$out/$name.wasm" "$src"
   echo "built c/$name.c -> out/$name.wasm"
+done
+
+# Rust with Debian's own rustc (rustup has no wasm32 target here); by full path, since
+# rustup's rustc comes first on PATH.
+debian_rustc=/usr/bin/rustc
+[ -x "$debian_rustc" ] && "$debian_rustc" --print target-list | grep -qx wasm32-wasi \
+  || { echo "Debian's rustc for wasm32-wasi is missing: apt-get install rustc libstd-rust-dev-wasm32" >&2; exit 1; }
+for src in "$here"/rust/*.rs; do
+  name="$(basename "$src" .rs)"
+  "$debian_rustc" --target wasm32-wasi -O -C strip=symbols -o "$out/$name.wasm" "$src"
+  echo "built rust/$name.rs -> out/$name.wasm"
 done
 
 cargo build --quiet --manifest-path "$root/Cargo.toml" --bin weir

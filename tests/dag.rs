@@ -47,6 +47,30 @@ fn a_chain_passes_each_output_to_the_next_step() {
 }
 
 #[test]
+fn steps_in_c_rust_and_wat_chain_in_one_run() {
+    let s = Server::start();
+    s.deploy_ok(
+        json!({"id": "polyglot", "triggers": [{"event": "poly"}], "steps": {
+            "c": {"path": "guest:hello"},
+            "rust": {"path": "guest:reverse", "after": [{"step": "c"}]},
+            "wat": {"path": "guest:echo", "after": [{"step": "rust"}]}
+        }}),
+    );
+    let run = s.send_and_finish(json!({"name": "poly", "data": {"name": "weir"}}));
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(run["steps"]["rust"]["output"]["body"]["reversed"], "riew");
+    assert_eq!(run["steps"]["rust"]["log"], "reversing weir\n");
+    assert_eq!(
+        run["steps"]["wat"]["output"]["steps"]["rust"]["body"]["reversed"],
+        "riew"
+    );
+    assert_eq!(
+        run["steps"]["wat"]["output"]["steps"]["c"]["body"]["message"],
+        "Hello, weir!"
+    );
+}
+
+#[test]
 fn a_false_if_skips_its_subtree_and_the_run_still_completes() {
     let s = Server::start();
     s.deploy_ok(json!({"id": "branch", "triggers": [{"event": "order/placed"}], "steps": {
