@@ -20,8 +20,10 @@ done
 # Rust with Debian's own rustc (rustup has no wasm32 target here); by full path, since
 # rustup's rustc comes first on PATH.
 debian_rustc=/usr/bin/rustc
-[ -x "$debian_rustc" ] && "$debian_rustc" --print target-list | grep -qx wasm32-wasi \
-  || { echo "Debian's rustc for wasm32-wasi is missing: apt-get install rustc libstd-rust-dev-wasm32" >&2; exit 1; }
+if [ ! -x "$debian_rustc" ] || [ ! -d /usr/lib/rustlib/wasm32-wasi ]; then
+  echo "Debian's rustc for wasm32-wasi is missing: apt-get install rustc libstd-rust-dev-wasm32" >&2
+  exit 1
+fi
 for src in "$here"/rust/*.rs; do
   name="$(basename "$src" .rs)"
   "$debian_rustc" --target wasm32-wasi -O -C strip=symbols -o "$out/$name.wasm" "$src"

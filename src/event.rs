@@ -95,8 +95,15 @@ pub fn now_ms() -> i64 {
 }
 
 /// A fresh, time-sortable id.
+/// Ids are monotonic across the whole process, so they sort in the order they were
+/// handed out even within one millisecond.
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string()
+    static GEN: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut g = GEN.lock().unwrap_or_else(|p| p.into_inner());
+    g.get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 /// Rejects JSON nested deeper than `max` arrays/objects, without parsing it.
@@ -145,17 +152,10 @@ pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<Event>, EventEr
         });
     }
     let now = now_ms();
-    let mut gen = ulid::Generator::new();
     items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| {
-            let id = gen
-                .generate()
-                .map(|u| u.to_string())
-                .unwrap_or_else(|_| new_id());
-            parse_one(index, item, id, now)
-        })
+        .map(|(index, item)| parse_one(index, item, new_id(), now))
         .collect()
 }
 

@@ -347,6 +347,21 @@ fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
         (counts[&RunStatus::Running], counts[&RunStatus::Completed]),
         (0, 1)
     );
+    // The status index follows the run.
+    let by_status = |st: RunStatus| {
+        let f = RunFilter {
+            status: Some(st),
+            ..Default::default()
+        };
+        s.list_runs("t", &f, 10, None)
+            .unwrap()
+            .data
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_status(RunStatus::Completed), vec!["r1".to_string()]);
+    assert!(by_status(RunStatus::Running).is_empty());
     // Declining to change leaves everything as it was.
     let same = s
         .update_run("t", "r1", Durability::Lazy, &mut |_| None)

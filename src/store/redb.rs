@@ -40,13 +40,14 @@ const ARTIFACTS: Def = TableDefinition::new("artifacts");
 const RUNS: Def = TableDefinition::new("runs");
 const RUNS_BY_FN: Def = TableDefinition::new("runs_by_fn");
 const RUNS_BY_USER: Def = TableDefinition::new("runs_by_user");
+const RUNS_BY_STATUS: Def = TableDefinition::new("runs_by_status");
 const COUNTS: Def = TableDefinition::new("counts");
 const QUEUE: Def = TableDefinition::new("queue");
 const WAITS: Def = TableDefinition::new("waits");
 const WAIT_PATHS: Def = TableDefinition::new("wait_paths");
 const META: Def = TableDefinition::new("meta");
 
-const ALL_TABLES: [Def; 16] = [
+const ALL_TABLES: [Def; 17] = [
     EVENTS,
     IDEM,
     INBOX,
@@ -58,6 +59,7 @@ const ALL_TABLES: [Def; 16] = [
     RUNS,
     RUNS_BY_FN,
     RUNS_BY_USER,
+    RUNS_BY_STATUS,
     COUNTS,
     QUEUE,
     WAITS,
@@ -116,6 +118,9 @@ fn update_in(
             &count_key(tenant, &run.function_id, run.status),
             1,
         )?;
+        let mut by_status = open(tx, RUNS_BY_STATUS)?;
+        del(&mut by_status, &status_key(tenant, before, id))?;
+        put(&mut by_status, &status_key(tenant, run.status, id), &[])?;
     }
     let mut queue = open(tx, QUEUE)?;
     for q in &dequeue {
@@ -287,6 +292,14 @@ fn apply_waits(
         }
     }
     Ok(())
+}
+
+fn status_key(tenant: &str, status: RunStatus, run_id: &str) -> Vec<u8> {
+    key(&[
+        tenant.as_bytes(),
+        status.as_str().as_bytes(),
+        run_id.as_bytes(),
+    ])
 }
 
 fn count_key(tenant: &str, function: &str, status: RunStatus) -> Vec<u8> {
@@ -557,6 +570,7 @@ impl Store for RedbStore {
             let mut run_t = open(tx, RUNS)?;
             let mut by_fn = open(tx, RUNS_BY_FN)?;
             let mut by_user = open(tx, RUNS_BY_USER)?;
+            let mut by_status = open(tx, RUNS_BY_STATUS)?;
             let mut counts = open(tx, COUNTS)?;
             let mut queue = open(tx, QUEUE)?;
             let mut delayed = open(tx, DELAYED)?;
@@ -594,6 +608,11 @@ impl Store for RedbStore {
                         &mut counts,
                         &count_key(tenant, &run.function_id, run.status),
                         1,
+                    )?;
+                    put(
+                        &mut by_status,
+                        &status_key(tenant, run.status, &run.id),
+                        &[],
                     )?;
                     for q in &change.enqueue {
                         put(&mut queue, &queue_key(q), &[])?;
@@ -787,6 +806,7 @@ impl Store for RedbStore {
         let limit = limit.max(1);
         let tx = self.read()?;
         let runs = open_ro(&tx, RUNS)?;
+        let status_name = filter.status.map(|s| s.as_str().to_string());
         let get_run = |id: &str| -> StoreResult<Option<Run>> {
             get_json(&runs, &key(&[tenant.as_bytes(), id.as_bytes()]))
         };
@@ -820,6 +840,7 @@ impl Store for RedbStore {
             .as_ref()
             .map(|f| (RUNS_BY_FN, f))
             .or_else(|| filter.user.as_ref().map(|u| (RUNS_BY_USER, u)))
+            .or_else(|| status_name.as_ref().map(|s| (RUNS_BY_STATUS, s)))
         {
             let index = open_ro(&tx, def)?;
             let pfx = prefix(&[tenant.as_bytes(), mid.as_bytes()]);

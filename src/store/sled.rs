@@ -32,6 +32,7 @@ pub struct SledStore {
     runs: Tree,
     runs_by_fn: Tree,
     runs_by_user: Tree,
+    runs_by_status: Tree,
     counts: Tree,
     queue: Tree,
     waits: Tree,
@@ -150,6 +151,8 @@ fn update_in(
     if before != run.status {
         counter_add(&t[1], &count_key(tenant, &run.function_id, before), -1)?;
         counter_add(&t[1], &count_key(tenant, &run.function_id, run.status), 1)?;
+        t[5].remove(status_key(tenant, before, id))?;
+        t[5].insert(status_key(tenant, run.status, id), &[])?;
     }
     for q in &dequeue {
         t[2].remove(queue_key(q))?;
@@ -159,6 +162,14 @@ fn update_in(
     }
     apply_waits(&t[3], &t[4], &waits_add, &waits_remove)?;
     Ok((Some(run), true))
+}
+
+fn status_key(tenant: &str, status: RunStatus, run_id: &str) -> Vec<u8> {
+    key(&[
+        tenant.as_bytes(),
+        status.as_str().as_bytes(),
+        run_id.as_bytes(),
+    ])
 }
 
 fn count_key(tenant: &str, function: &str, status: RunStatus) -> Vec<u8> {
@@ -204,6 +215,7 @@ impl SledStore {
             runs: t("runs")?,
             runs_by_fn: t("runs_by_fn")?,
             runs_by_user: t("runs_by_user")?,
+            runs_by_status: t("runs_by_status")?,
             counts: t("counts")?,
             queue: t("queue")?,
             waits: t("waits")?,
@@ -215,13 +227,14 @@ impl SledStore {
     }
 
     /// The trees a run update touches, in the order `update_in` expects.
-    fn run_trees(&self) -> [&Tree; 5] {
+    fn run_trees(&self) -> [&Tree; 6] {
         [
             &self.runs,
             &self.counts,
             &self.queue,
             &self.waits,
             &self.wait_paths,
+            &self.runs_by_status,
         ]
     }
 
@@ -386,6 +399,7 @@ impl Store for SledStore {
             &self.delayed,
             &self.waits,
             &self.wait_paths,
+            &self.runs_by_status,
         ];
         trees
             .transaction(|t| {
@@ -413,6 +427,7 @@ impl Store for SledStore {
                             t[4].insert(key(&[t_, u.as_bytes(), rid]), &[])?;
                         }
                         counter_add(&t[5], &count_key(tenant, &run.function_id, run.status), 1)?;
+                        t[10].insert(status_key(tenant, run.status, &run.id), &[])?;
                         for q in &change.enqueue {
                             t[6].insert(queue_key(q), &[])?;
                         }
@@ -642,11 +657,15 @@ impl Store for SledStore {
                     }
                 }
             }
-        } else if filter.function.is_some() || filter.user.is_some() {
+        } else if filter.function.is_some() || filter.user.is_some() || filter.status.is_some() {
+            let status = filter
+                .status
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
             let (tree, mid) = match (&filter.function, &filter.user) {
                 (Some(f), _) => (&self.runs_by_fn, f),
                 (None, Some(u)) => (&self.runs_by_user, u),
-                _ => unreachable!("one of the filters is set"),
+                (None, None) => (&self.runs_by_status, &status),
             };
             let pfx = prefix(&[tenant.as_bytes(), mid.as_bytes()]);
             let plen = pfx.len();
