@@ -9,6 +9,8 @@
 //! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled).
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
+mod util;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -110,20 +112,6 @@ fn peak_rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
-fn dir_bytes(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -147,7 +135,7 @@ fn run(s: &Scenario) {
     let tmp = tempfile::tempdir().unwrap();
     let (mut child, url) = start(tmp.path(), &s.store);
     let pid = child.id();
-    let disk0 = dir_bytes(&tmp.path().join("data"));
+    let disk0 = util::dir_bytes(&tmp.path().join("data"));
     let cpu0 = proc_cpu_secs(pid);
     let requests = s.events.div_ceil(s.batch);
     let next = Arc::new(AtomicUsize::new(0));
@@ -218,7 +206,7 @@ fn run(s: &Scenario) {
             None => break,
         }
     }
-    let disk = dir_bytes(&tmp.path().join("data")).saturating_sub(disk0);
+    let disk = util::dir_bytes(&tmp.path().join("data")).saturating_sub(disk0);
     let _ = child.kill();
     let _ = child.wait();
     let span = ((last - first).max(1)) as f64 / 1000.0;

@@ -6,7 +6,8 @@
 //! `cargo bench --bench parked` parks 1,000,000 runs (`WEIR_PARKED_RUNS` overrides);
 //! under `cargo test` it parks 1,000.
 
-use std::path::Path;
+mod util;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,20 +22,6 @@ use weir::runtime::wasm::{WasmConfig, WasmRuntime};
 use weir::store::Store;
 
 const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-examples/out/echo.wasm");
-
-fn dir_bytes(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
 
 fn rss_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -95,7 +82,7 @@ async fn run(n: usize) {
     }
     let parked_in = started.elapsed();
     store.flush().unwrap();
-    let disk = dir_bytes(tmp.path());
+    let disk = util::dir_bytes(tmp.path());
     let rss = rss_mb("VmRSS:");
     let hwm = rss_mb("VmHWM:");
     // The index lookup an incoming event does to find its waiting run.

@@ -4,6 +4,8 @@
 //! `cargo bench --bench store_throughput` (N = 10,000; `WEIR_BENCH_RUNS` overrides).
 //! Under `cargo test` it runs a smoke pass with N = 200 so it cannot rot.
 
+mod util;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,20 +22,6 @@ use weir::store::Store;
 
 const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-examples/out/echo.wasm");
 
-fn dir_bytes(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 async fn run(name: &str, store: Arc<dyn Store>, dir: &Path, n: usize) {
     let wasm = std::fs::read(GUEST).expect("run guest-examples/build.sh first");
     let sha = hex::encode(Sha256::digest(&wasm));
@@ -48,7 +36,7 @@ async fn run(name: &str, store: Arc<dyn Store>, dir: &Path, n: usize) {
     .unwrap();
     engine.deploy("bench", def).await.unwrap();
     engine.start();
-    let before = dir_bytes(dir);
+    let before = util::dir_bytes(dir);
     let started = Instant::now();
     let batch = 100;
     for chunk in 0..n.div_ceil(batch) {
@@ -72,7 +60,7 @@ async fn run(name: &str, store: Arc<dyn Store>, dir: &Path, n: usize) {
     }
     let elapsed = started.elapsed();
     store.flush().unwrap();
-    let bytes = dir_bytes(dir).saturating_sub(before);
+    let bytes = util::dir_bytes(dir).saturating_sub(before);
     println!(
         "{name:<5} {n} two-step runs in {:.2} s: {:.0} runs/s completed, {:.0} events/s accepted, {:.1} MB disk per 10k runs",
         elapsed.as_secs_f64(),

@@ -415,27 +415,34 @@ fn resolve_edge(
         st.status = StepStatus::Waiting;
         // One timer per step: the earliest expiry among its waits.
         if st.queued.is_none_or(|q| q > expires) {
-            if let Some(old) = st.queued.take() {
-                change.dequeue.push(QueueEntry {
-                    due: old,
-                    tenant: run.tenant.clone(),
-                    run_id: run.id.clone(),
-                    step_id: st.id.clone(),
-                });
-            }
-            st.queued = Some(expires);
-            st.wake_at = Some(expires);
-            change.enqueue.push(QueueEntry {
-                due: expires,
-                tenant: run.tenant.clone(),
-                run_id: run.id.clone(),
-                step_id: st.id.clone(),
-            });
+            rearm_timer(run, child, expires, change);
         }
         return;
     }
     let taken = edge_condition(f, run, child, e, &Value::Null);
     run.steps[child].edges[e] = Some(taken);
+}
+
+/// Moves step `idx`'s single queue entry (its timer) to `due`.
+fn rearm_timer(run: &mut Run, idx: usize, due: i64, change: &mut RunChange) {
+    let (tenant, run_id) = (run.tenant.clone(), run.id.clone());
+    let st = &mut run.steps[idx];
+    if let Some(old) = st.queued.take() {
+        change.dequeue.push(QueueEntry {
+            due: old,
+            tenant: tenant.clone(),
+            run_id: run_id.clone(),
+            step_id: st.id.clone(),
+        });
+    }
+    st.queued = Some(due);
+    st.wake_at = Some(due);
+    change.enqueue.push(QueueEntry {
+        due,
+        tenant,
+        run_id,
+        step_id: st.id.clone(),
+    });
 }
 
 fn remove_wait(run: &mut Run, slot: &WaitSlot, change: &mut RunChange) {
@@ -468,24 +475,8 @@ fn after_wait_change(f: &Function, run: &mut Run, idx: usize, now: i64, change: 
         .filter_map(|w| w.expires_at)
         .min();
     if let Some(due) = next {
-        let st = &mut run.steps[idx];
-        if st.queued != Some(due) {
-            if let Some(old) = st.queued.take() {
-                change.dequeue.push(QueueEntry {
-                    due: old,
-                    tenant: run.tenant.clone(),
-                    run_id: run.id.clone(),
-                    step_id: st.id.clone(),
-                });
-            }
-            st.queued = Some(due);
-            st.wake_at = Some(due);
-            change.enqueue.push(QueueEntry {
-                due,
-                tenant: run.tenant.clone(),
-                run_id: run.id.clone(),
-                step_id: st.id.clone(),
-            });
+        if run.steps[idx].queued != Some(due) {
+            rearm_timer(run, idx, due, change);
         }
     } else if run.steps[idx].status == StepStatus::Waiting {
         run.steps[idx].status = StepStatus::Pending;
