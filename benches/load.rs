@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --bench load` runs the standard scenarios (2,000 events, 32 in flight).
 //! Knobs: WEIR_LOAD_EVENTS, WEIR_LOAD_CONCURRENCY, WEIR_LOAD_BATCH (1 or more),
-//! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled).
+//! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled), WEIR_LOAD_WORKERS.
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
 mod util;
@@ -62,6 +62,11 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
         .arg(dir.join("data"))
         .arg("--functions")
         .arg(&functions)
+        .args(
+            std::env::var("WEIR_LOAD_WORKERS")
+                .map(|w| vec!["--workers".to_string(), w])
+                .unwrap_or_default(),
+        )
         .env("WEIR_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
