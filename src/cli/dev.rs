@@ -28,7 +28,7 @@ pub struct Args {
     /// Directory of function files (*.json) to deploy at start.
     #[arg(long, default_value = "./functions")]
     functions: PathBuf,
-    /// Steps executing at once (default: 8 per core).
+    /// Steps executing at once (default: 32 per core, at most 128).
     #[arg(long)]
     workers: Option<usize>,
     /// Embedded storage engine.
@@ -50,6 +50,8 @@ async fn serve(args: Args) -> Result<ExitCode> {
     let mut config = EngineConfig::default();
     if let Some(w) = args.workers {
         config.workers = w.max(1);
+        // One open tenant may use the whole pool.
+        config.tenant_concurrency = config.workers;
     }
     let engine = Engine::new(store.clone(), runtime, config)?;
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)

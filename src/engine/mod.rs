@@ -68,7 +68,7 @@ impl Default for EngineConfig {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let workers = (cores * 8).clamp(4, 64);
+        let workers = (cores * 32).clamp(8, 128);
         Self {
             workers,
             default_limits: ResolvedLimits::default(),

@@ -41,7 +41,7 @@ impl Default for WasmConfig {
     fn default() -> Self {
         Self {
             pooling: true,
-            pool_instances: 128,
+            pool_instances: 256,
             max_memory: 1 << 30,
         }
     }
