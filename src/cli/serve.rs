@@ -60,8 +60,13 @@ async fn serve(args: Args) -> Result<ExitCode> {
     if let Some(w) = cfg.workers {
         ec.workers = w.max(1);
     }
-    // Fairness: by default one tenant may fill at most half the worker pool.
-    ec.tenant_concurrency = (ec.workers / 2).max(1);
+    // Fairness: with several tenants, one may fill at most half the worker pool by
+    // default; a lone tenant may use all of it.
+    ec.tenant_concurrency = if cfg.tenants.len() > 1 {
+        (ec.workers / 2).max(1)
+    } else {
+        ec.workers
+    };
     ec.tenant_caps = cfg
         .tenants
         .iter()
