@@ -145,6 +145,35 @@ fn a_repeated_idempotency_id_is_accepted_but_triggers_nothing() {
 }
 
 #[test]
+fn the_openapi_document_describes_every_endpoint() {
+    let s = Server::start();
+    let (st, doc) = s.get("/openapi.json");
+    assert_eq!(st, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/e/{key}", "post"),
+        ("/e", "post"),
+        ("/v1/components/{sha256}", "put"),
+        ("/v1/functions", "get"),
+        ("/v1/functions", "post"),
+        ("/v1/functions/{id}", "get"),
+        ("/v1/events", "get"),
+        ("/v1/events/{id}", "get"),
+        ("/v1/runs", "get"),
+        ("/v1/runs/{id}", "get"),
+        ("/v1/runs/{id}/cancel", "post"),
+        ("/health", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+}
+
+#[test]
 fn unknown_events_and_runs_are_404_with_json_errors() {
     let s = Server::start();
     let (st, e) = s.get("/v1/events/nope");

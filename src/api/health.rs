@@ -14,6 +14,17 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+/// The OpenAPI document of this API (kept in `src/api/openapi.json`).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 async fn health() -> Json<Value> {
