@@ -239,8 +239,6 @@ pub fn complete(
     }
     let mut change = RunChange::default();
     clear_timer(run, idx, &mut change);
-    let tenant = run.tenant.clone();
-    let run_id = run.id.clone();
     let st = &mut run.steps[idx];
     st.log = log;
     match result {
@@ -261,18 +259,10 @@ pub fn complete(
                 st.attempts,
                 jitter,
             );
-            let due = now + delay;
             st.status = StepStatus::Pending;
             st.error = Some(format!("attempt {} failed: {error}; retrying", st.attempts));
             st.output = output;
-            st.wake_at = Some(due);
-            st.queued = Some(due);
-            change.enqueue.push(QueueEntry {
-                due,
-                tenant,
-                run_id,
-                step_id: st.id.clone(),
-            });
+            rearm_timer(run, idx, now + delay, &mut change);
         }
         StepResult::Retryable { error, output } | StepResult::Permanent { error, output } => {
             let attempts = st.attempts;

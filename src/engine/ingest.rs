@@ -103,7 +103,7 @@ fn plan(engine: &Engine, tenant: &str, event: &Event) -> Result<Ingested, Engine
             .registry
             .triggered_by(tenant, &event.name)
             .into_iter()
-            .filter(|f| matches(engine, f, event))
+            .filter(|f| matches(engine, f, event, &value))
             .collect()
     };
     let runs: Vec<(Run, RunChange)> = candidates
@@ -166,8 +166,7 @@ pub fn resume_waits(
 /// Whether any trigger of `f` for this event's name holds. A trigger whose expression
 /// fails to evaluate (a missing field, a type error) does not match; it is logged and
 /// counted.
-fn matches(engine: &Engine, f: &Function, event: &Event) -> bool {
-    let value = event.to_value();
+fn matches(engine: &Engine, f: &Function, event: &Event, value: &Value) -> bool {
     let field = |k: &str| value.get(k).cloned().unwrap_or(Value::Null);
     let (name, data, user, id, ts) = (
         field("name"),
@@ -183,7 +182,7 @@ fn matches(engine: &Engine, f: &Function, event: &Event) -> bool {
             None => true,
             Some(expr) => {
                 let vars = [
-                    ("event", &value),
+                    ("event", value),
                     ("name", &name),
                     ("data", &data),
                     ("user", &user),

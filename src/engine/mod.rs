@@ -140,7 +140,7 @@ impl Engine {
             writer,
             stats: Stats::default(),
         });
-        let backlog = engine.store.pending_events(i64::MAX, usize::MAX)?.len() as u64;
+        let backlog = engine.store.pending_count()?;
         engine.pending.store(backlog, Ordering::Relaxed);
         for (tenant, rec) in engine.store.latest_functions()? {
             match engine.compile_record(&rec) {

@@ -117,6 +117,7 @@ fn future_events_wait_for_their_time(s: Box<dyn Store>) {
     };
     assert_eq!(names(s.pending_events(NOW, 10).unwrap()), vec!["now"]);
     assert_eq!(s.next_delayed().unwrap(), Some(NOW + 5_000));
+    assert_eq!(s.pending_count().unwrap(), 2);
     assert_eq!(
         names(s.pending_events(NOW + 5_000, 10).unwrap()),
         vec!["later", "now"]

@@ -180,6 +180,8 @@ pub trait Store: Send + Sync + 'static {
     /// Events whose triggers have not been matched yet and whose time has come (`ts` ≤
     /// `now`), oldest first, with their tenant.
     fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>>;
+    /// How many events await trigger matching (due now or held back), without reading them.
+    fn pending_count(&self) -> StoreResult<u64>;
     /// The earliest `ts` of a future-dated event still held back.
     fn next_delayed(&self) -> StoreResult<Option<i64>>;
     /// Records, for each event of the batch, the runs it started with their queue

@@ -551,6 +551,14 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn pending_count(&self) -> StoreResult<u64> {
+        use redb::ReadableTableMetadata;
+        let tx = self.read()?;
+        let inbox = open_ro(&tx, INBOX)?.len().map_err(backend)?;
+        let delayed = open_ro(&tx, DELAYED)?.len().map_err(backend)?;
+        Ok(inbox + delayed)
+    }
+
     fn next_delayed(&self) -> StoreResult<Option<i64>> {
         let tx = self.read()?;
         let delayed = open_ro(&tx, DELAYED)?;

@@ -378,6 +378,10 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn pending_count(&self) -> StoreResult<u64> {
+        Ok((self.inbox.len() + self.delayed.len()) as u64)
+    }
+
     fn next_delayed(&self) -> StoreResult<Option<i64>> {
         match self.delayed.first().map_err(backend)? {
             Some((k, _)) if k.len() >= 8 => Ok(Some(u64::from_be_bytes(
