@@ -34,6 +34,8 @@ struct Raw {
     store: Option<String>,
     workers: Option<usize>,
     #[serde(default)]
+    guard_pages: bool,
+    #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
     ceilings: RawLimits,
@@ -121,6 +123,8 @@ pub struct Config {
     pub store: String,
     /// Worker pool size, if set.
     pub workers: Option<usize>,
+    /// Guard pages instead of explicit bounds checks (see `WasmConfig::guard_pages`).
+    pub guard_pages: bool,
     /// Limits for steps that set none.
     pub limits: ResolvedLimits,
     /// The most any step may ask for.
@@ -288,6 +292,7 @@ impl Config {
             data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./.weir")),
             store,
             workers: raw.workers,
+            guard_pages: raw.guard_pages,
             limits: defaults,
             ceilings,
             ingress,
@@ -329,6 +334,9 @@ max_concurrent_steps = 4
         assert_eq!(c.ingress.max_pending, 10);
         assert_eq!(c.tenants[0].max_concurrent_steps, Some(4));
         assert_eq!(c.store, "redb");
+        assert!(!c.guard_pages, "explicit bounds checks by default");
+        let c = Config::parse("weir.toml", &format!("guard_pages = true\n{GOOD}")).unwrap();
+        assert!(c.guard_pages);
     }
 
     #[test]

@@ -48,6 +48,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
     let store = super::open_store(kind, &data_dir)?;
     let wasm = WasmConfig {
         max_memory: cfg.ceilings.memory,
+        guard_pages: cfg.guard_pages,
         ..WasmConfig::default()
     };
     let runtime = Arc::new(WasmRuntime::new(store.clone(), wasm)?);
