@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench load` runs the standard scenarios (2,000 events, 32 in flight).
 //! Knobs: WEIR_LOAD_EVENTS, WEIR_LOAD_CONCURRENCY, WEIR_LOAD_BATCH (1 or more),
-//! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled), WEIR_LOAD_WORKERS.
+//! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled), WEIR_LOAD_WORKERS,
+//! WEIR_LOAD_BIN (path of another weir build to drive, for A/B comparisons).
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
 mod util;
@@ -57,7 +58,9 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
         "hello": {"path": format!("file://{}", guest("hello").display())},
         "shout": {"path": format!("file://{}", guest("shout").display()), "after": [{"step": "hello"}]}}});
     std::fs::write(functions.join("two-step.json"), def.to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+    // WEIR_LOAD_BIN: another build of weir, for A/B comparisons on a noisy machine.
+    let bin = std::env::var("WEIR_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").into());
+    let mut child = Command::new(bin)
         .args(["dev", "--port", "0", "--store", store, "--data-dir"])
         .arg(dir.join("data"))
         .arg("--functions")

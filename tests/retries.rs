@@ -80,3 +80,29 @@ fn non_json_stdout_is_stored_as_a_body_string() {
         json!({"body": "just some text\n"})
     );
 }
+
+#[test]
+fn an_executing_step_shows_as_running_in_the_api() {
+    let s = Server::start();
+    s.deploy_ok(one_step(
+        "slow",
+        "slow",
+        "spin",
+        json!({"limits": {"timeout": "1500ms"}, "retries": {"attempts": 0}}),
+    ));
+    let id = s.send(json!({"name": "slow"}));
+    let run_id = s.runs_of(&id).remove(0);
+    let run = s.wait_run(&run_id, |r| r["steps"]["s"]["status"] == "running");
+    assert_eq!(run["status"], "running", "{run:#}");
+    assert_eq!(run["steps"]["s"]["attempts"], 1, "{run:#}");
+    assert!(run["steps"]["s"]["started_at"].is_i64(), "{run:#}");
+    // The listing shows the same.
+    let (_, page) = s.get("/v1/runs?function=slow");
+    assert_eq!(
+        page["data"][0]["steps"]["s"]["status"], "running",
+        "{page:#}"
+    );
+    let done = s.wait_done(&run_id);
+    assert_eq!(done["status"], "failed", "{done:#}");
+    assert_eq!(done["steps"]["s"]["attempts"], 1, "{done:#}");
+}

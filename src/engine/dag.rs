@@ -143,15 +143,32 @@ pub fn on_due(f: &Function, run: &mut Run, idx: usize, due: i64, now: i64) -> Du
             Due::Handled(change)
         }
         StepStatus::Pending | StepStatus::Running | StepStatus::Sleeping => {
-            let st = &mut run.steps[idx];
-            st.status = StepStatus::Running;
-            st.attempts += 1;
-            st.started_at = Some(now);
-            st.wake_at = None;
-            run.status = RunStatus::Running;
+            start_attempt(run, idx, now);
             Due::Execute(RunChange::default())
         }
         _ => stale(),
+    }
+}
+
+/// Starts an attempt of step `idx` at `now`.
+fn start_attempt(run: &mut Run, idx: usize, now: i64) {
+    let st = &mut run.steps[idx];
+    st.status = StepStatus::Running;
+    st.attempts += 1;
+    st.started_at = Some(now);
+    st.wake_at = None;
+    run.status = RunStatus::Running;
+}
+
+/// Shows step `idx`, claimed at `started` and executing now, as running: claims are
+/// recorded with the step's result, so the stored run still shows the step as queued.
+pub fn show_running(run: &mut Run, idx: usize, started: i64) {
+    let queued = matches!(
+        run.steps[idx].status,
+        StepStatus::Pending | StepStatus::Running | StepStatus::Sleeping
+    );
+    if queued && !run.status.is_terminal() {
+        start_attempt(run, idx, started);
     }
 }
 

@@ -8,7 +8,7 @@ mod registry;
 mod worker;
 mod writer;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -116,7 +116,8 @@ pub struct Engine {
 /// Steps executing now, and how many per tenant.
 #[derive(Default)]
 struct Inflight {
-    steps: HashSet<(String, String, String)>,
+    /// Each step, with the time it was claimed once it has been.
+    steps: HashMap<(String, String, String), Option<i64>>,
     by_tenant: HashMap<String, usize>,
 }
 
@@ -336,9 +337,11 @@ impl Engine {
 
     /// One run.
     pub fn run(&self, tenant: &str, id: &str) -> Result<Run, EngineError> {
-        self.store
+        let run = self
+            .store
             .get_run(tenant, id)?
-            .ok_or_else(|| EngineError::NotFound(format!("run {id}")))
+            .ok_or_else(|| EngineError::NotFound(format!("run {id}")))?;
+        Ok(self.overlay_running(run))
     }
 
     /// Runs matching `filter`, newest first.
@@ -349,9 +352,15 @@ impl Engine {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Run>, EngineError> {
-        Ok(self
+        let mut page = self
             .store
-            .list_runs(tenant, filter, limit.clamp(1, 1000), cursor)?)
+            .list_runs(tenant, filter, limit.clamp(1, 1000), cursor)?;
+        page.data = page
+            .data
+            .into_iter()
+            .map(|r| self.overlay_running(r))
+            .collect();
+        Ok(page)
     }
 
     /// One event with the runs it started.
@@ -424,13 +433,11 @@ impl Engine {
         let cap = self.tenant_cap(&e.tenant);
         let mut g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         let n = g.by_tenant.get(&e.tenant).copied().unwrap_or(0);
-        if n >= cap
-            || !g
-                .steps
-                .insert((e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
-        {
+        let k = (e.tenant.clone(), e.run_id.clone(), e.step_id.clone());
+        if n >= cap || g.steps.contains_key(&k) {
             return false;
         }
+        g.steps.insert(k, None);
         *g.by_tenant.entry(e.tenant.clone()).or_default() += 1;
         true
     }
@@ -439,6 +446,7 @@ impl Engine {
         let mut g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if g.steps
             .remove(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+            .is_some()
         {
             if let Some(n) = g.by_tenant.get_mut(&e.tenant) {
                 *n = n.saturating_sub(1);
@@ -453,7 +461,37 @@ impl Engine {
         let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         g.by_tenant.get(&e.tenant).copied().unwrap_or(0) >= cap
             || g.steps
-                .contains(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+                .contains_key(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+    }
+
+    /// Notes that a claimed step started executing at `started`.
+    fn mark_running(&self, e: &QueueEntry, started: i64) {
+        let mut g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = g
+            .steps
+            .get_mut(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+        {
+            *s = Some(started);
+        }
+    }
+
+    /// Shows the steps of `run` executing right now as running (see [`dag::show_running`]).
+    fn overlay_running(&self, mut run: Run) -> Run {
+        let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if g.steps.is_empty() {
+            return run;
+        }
+        for idx in 0..run.steps.len() {
+            let k = (
+                run.tenant.clone(),
+                run.id.clone(),
+                run.steps[idx].id.clone(),
+            );
+            if let Some(Some(started)) = g.steps.get(&k) {
+                dag::show_running(&mut run, idx, *started);
+            }
+        }
+        run
     }
 }
 

@@ -97,12 +97,14 @@ async fn execute(engine: &Arc<Engine>, entry: &QueueEntry) {
     }
 }
 
-/// Claims the step through the run writer; returns the run, its function and the step's
-/// index if it is to be executed now.
+/// Claims the step: reads its run and decides, on that copy, whether it is to run now.
+/// The claim is not written on its own: the step's completion records it together with
+/// the result in one write (see [`record`]), so a step costs the run writer one update,
+/// not two. Returns the claimed run, its function, the step's index and the claim time.
 async fn claim(
     engine: &Arc<Engine>,
     entry: &QueueEntry,
-) -> Result<Option<(Run, Arc<Function>, usize)>, super::EngineError> {
+) -> Result<Option<(Run, Arc<Function>, usize, i64)>, super::EngineError> {
     let (e2, q) = (engine.clone(), entry.clone());
     let found = tokio::task::spawn_blocking(move || -> Result<_, super::EngineError> {
         let Some(run) = e2.store.get_run(&q.tenant, &q.run_id)? else {
@@ -111,11 +113,13 @@ async fn claim(
             return Ok(None);
         };
         let f = e2.function_version(&q.tenant, &run.function_id, run.function_version)?;
-        Ok(Some(f))
+        Ok(Some((run, f)))
     })
     .await
     .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
-    let Some(f) = found else { return Ok(None) };
+    let Some((mut run, f)) = found else {
+        return Ok(None);
+    };
     let Some(idx) = f.step_index(&entry.step_id) else {
         return Err(super::EngineError::NotFound(format!(
             "step {} in {} v{}",
@@ -123,40 +127,65 @@ async fn claim(
         )));
     };
     let now = now_ms();
-    let execute = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (f2, flag, due) = (f.clone(), execute.clone(), entry.due);
-    let run = engine
+    if let dag::Due::Execute(_) = dag::on_due(&f, &mut run, idx, entry.due, now) {
+        engine.mark_running(entry, now);
+        return Ok(Some((run, f, idx, now)));
+    }
+    // Not a step to run (a timer fired, or the entry is stale): let the writer decide
+    // on the current run and record what that means, durably.
+    let (f2, due) = (f.clone(), entry.due);
+    engine
         .writer
         .update(
             &entry.tenant,
             &entry.run_id,
-            Durability::Lazy,
+            Durability::Durable,
             move |r| match dag::on_due(&f2, r, idx, due, now) {
-                dag::Due::Execute(c) => {
-                    flag.store(true, Ordering::Relaxed);
-                    Some(c)
-                }
-                dag::Due::Handled(c) | dag::Due::Stale(c) => {
-                    flag.store(false, Ordering::Relaxed);
-                    Some(c)
-                }
+                // It became runnable meanwhile: leave it to the next dispatch.
+                dag::Due::Execute(_) => None,
+                dag::Due::Handled(c) | dag::Due::Stale(c) => Some(c),
             },
         )
-        .await?
-        .ok_or_else(|| super::EngineError::NotFound(format!("run {}", entry.run_id)))?;
-    if !execute.load(Ordering::Relaxed) {
-        // A timer (an `async` timeout) moved the run on; make that durable now.
-        let store = engine.store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
-        return Ok(None);
-    }
-    Ok(Some((run, f, idx)))
+        .await?;
+    Ok(None)
+}
+
+/// Records a step's claim and result in one durable write. If the run moved on while the
+/// step ran (cancelled, or the entry went stale), the result is dropped.
+async fn record(
+    engine: &Arc<Engine>,
+    entry: &QueueEntry,
+    f: Arc<Function>,
+    idx: usize,
+    started: i64,
+    result: StepResult,
+    log: Option<String>,
+) -> Result<(), super::EngineError> {
+    let jitter: f64 = rand::random();
+    let done = now_ms();
+    let due = entry.due;
+    engine
+        .writer
+        .update(
+            &entry.tenant,
+            &entry.run_id,
+            Durability::Durable,
+            move |r| match dag::on_due(&f, r, idx, due, started) {
+                dag::Due::Execute(mut c) => {
+                    let rest =
+                        dag::complete(&f, r, idx, result.clone(), log.clone(), done, jitter)?;
+                    c.extend(rest);
+                    Some(c)
+                }
+                dag::Due::Handled(c) | dag::Due::Stale(c) => Some(c),
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), super::EngineError> {
-    let Some((run, f, idx)) = claim(engine, entry).await? else {
+    let Some((run, f, idx, started)) = claim(engine, entry).await? else {
         return Ok(());
     };
     let st = &run.steps[idx];
@@ -197,19 +226,7 @@ async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), sup
     if !matches!(result, StepResult::Completed(_)) {
         engine.stats.steps_failed.fetch_add(1, Ordering::Relaxed);
     }
-    let jitter: f64 = rand::random();
-    let done = now_ms();
-    let f2 = f.clone();
-    engine
-        .writer
-        .update(
-            &entry.tenant,
-            &entry.run_id,
-            Durability::Durable,
-            move |r| dag::complete(&f2, r, idx, result.clone(), log.clone(), done, jitter),
-        )
-        .await?;
-    Ok(())
+    record(engine, entry, f, idx, started, result, log).await
 }
 
 /// Turns a raw execution outcome into a scheduler result: JSON output (non-JSON stdout
