@@ -33,6 +33,8 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
         let now = now_ms();
         let e2 = engine.clone();
         let n = permits.len();
+        // The due entries and their runs are read in one trip to a blocking thread, so a
+        // step needs no read of its own before it runs.
         let due = tokio::task::spawn_blocking(move || {
             let skip = |q: &QueueEntry| e2.skip_for_now(q);
             let due = e2.store.due(now, n, &skip)?;
@@ -41,6 +43,13 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
             } else {
                 None
             };
+            let due: Vec<_> = due
+                .into_iter()
+                .map(|q| {
+                    let loaded = load(&e2, &q);
+                    (q, loaded)
+                })
+                .collect();
             Ok::<_, crate::store::StoreError>((due, next))
         })
         .await;
@@ -69,14 +78,14 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
             let _ = tokio::time::timeout(wait, engine.dispatch_wake.notified()).await;
             continue;
         }
-        for entry in due {
+        for (entry, loaded) in due {
             let Some(permit) = permits.pop() else { break };
             if !engine.claim_inflight(&entry) {
                 continue;
             }
             let engine = engine.clone();
             tokio::spawn(async move {
-                execute(&engine, &entry).await;
+                execute(&engine, &entry, loaded).await;
                 engine.release_inflight(&entry);
                 drop(permit);
                 engine.dispatch_wake.notify_one();
@@ -85,9 +94,24 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
     }
 }
 
+/// A due entry's run and function, read by the dispatcher; `None` if the run is gone.
+type Loaded = Result<Option<(Run, Arc<Function>)>, super::EngineError>;
+
+/// Reads the run of a due entry and its function (on a blocking thread). A stray entry
+/// whose run is gone is dropped.
+fn load(engine: &Engine, q: &QueueEntry) -> Loaded {
+    let Some(run) = engine.store.get_run(&q.tenant, &q.run_id)? else {
+        tracing::warn!(run = q.run_id, "queue entry for a missing run; dropping it");
+        engine.store.dequeue(q)?;
+        return Ok(None);
+    };
+    let f = engine.function_version(&q.tenant, &run.function_id, run.function_version)?;
+    Ok(Some((run, f)))
+}
+
 /// Claims, runs and records one step attempt.
-async fn execute(engine: &Arc<Engine>, entry: &QueueEntry) {
-    if let Err(e) = try_execute(engine, entry).await {
+async fn execute(engine: &Arc<Engine>, entry: &QueueEntry, loaded: Loaded) {
+    if let Err(e) = try_execute(engine, entry, loaded).await {
         tracing::error!(
             run = entry.run_id,
             step = entry.step_id,
@@ -97,27 +121,17 @@ async fn execute(engine: &Arc<Engine>, entry: &QueueEntry) {
     }
 }
 
-/// Claims the step: reads its run and decides, on that copy, whether it is to run now.
+/// Claims the step: decides, on the copy of its run the dispatcher read, whether it is
+/// to run now.
 /// The claim is not written on its own: the step's completion records it together with
 /// the result in one write (see [`record`]), so a step costs the run writer one update,
 /// not two. Returns the claimed run, its function, the step's index and the claim time.
 async fn claim(
     engine: &Arc<Engine>,
     entry: &QueueEntry,
+    loaded: Loaded,
 ) -> Result<Option<(Run, Arc<Function>, usize, i64)>, super::EngineError> {
-    let (e2, q) = (engine.clone(), entry.clone());
-    let found = tokio::task::spawn_blocking(move || -> Result<_, super::EngineError> {
-        let Some(run) = e2.store.get_run(&q.tenant, &q.run_id)? else {
-            tracing::warn!(run = q.run_id, "queue entry for a missing run; dropping it");
-            e2.store.dequeue(&q)?;
-            return Ok(None);
-        };
-        let f = e2.function_version(&q.tenant, &run.function_id, run.function_version)?;
-        Ok(Some((run, f)))
-    })
-    .await
-    .map_err(|e| super::EngineError::BadRequest(e.to_string()))??;
-    let Some((mut run, f)) = found else {
+    let Some((mut run, f)) = loaded? else {
         return Ok(None);
     };
     let Some(idx) = f.step_index(&entry.step_id) else {
@@ -184,8 +198,12 @@ async fn record(
     Ok(())
 }
 
-async fn try_execute(engine: &Arc<Engine>, entry: &QueueEntry) -> Result<(), super::EngineError> {
-    let Some((run, f, idx, started)) = claim(engine, entry).await? else {
+async fn try_execute(
+    engine: &Arc<Engine>,
+    entry: &QueueEntry,
+    loaded: Loaded,
+) -> Result<(), super::EngineError> {
+    let Some((run, f, idx, started)) = claim(engine, entry, loaded).await? else {
         return Ok(());
     };
     let st = &run.steps[idx];
