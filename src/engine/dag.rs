@@ -334,6 +334,62 @@ pub fn outputs(run: &Run) -> Value {
     Value::Object(m)
 }
 
+/// What step `idx` reads on stdin: `{"async", "ctx", "event", "steps"}` (keys sorted, as
+/// JSON objects are everywhere in weir), serialized straight from the run without
+/// building an intermediate JSON value (which deep-copied the event and every output).
+pub fn stdin(run: &Run, idx: usize) -> Vec<u8> {
+    use serde::ser::{SerializeMap, Serializer};
+    struct Steps<'a>(Vec<(&'a str, Option<&'a Value>)>);
+    impl serde::Serialize for Steps<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v.unwrap_or(&Value::Null))?;
+            }
+            m.end()
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Ctx<'a> {
+        attempt: u32,
+        function_id: &'a str,
+        function_version: u64,
+        run_id: &'a str,
+        step_id: &'a str,
+        tenant: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Stdin<'a> {
+        #[serde(rename = "async")]
+        async_event: Option<&'a Value>,
+        ctx: Ctx<'a>,
+        event: &'a Value,
+        steps: Steps<'a>,
+    }
+    let st = &run.steps[idx];
+    let mut steps: Vec<(&str, Option<&Value>)> = run
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Completed)
+        .map(|s| (s.id.as_str(), s.output.as_ref()))
+        .collect();
+    steps.sort_unstable_by_key(|(k, _)| *k);
+    let input = Stdin {
+        async_event: st.async_event.as_ref(),
+        ctx: Ctx {
+            attempt: st.attempts.saturating_sub(1),
+            function_id: &run.function_id,
+            function_version: run.function_version,
+            run_id: &run.id,
+            step_id: &st.id,
+            tenant: &run.tenant,
+        },
+        event: &run.event,
+        steps: Steps(steps),
+    };
+    serde_json::to_vec(&input).unwrap_or_default()
+}
+
 /// The value at a dotted path, as canonical JSON (the wait index's key form).
 pub fn lookup(v: &Value, path: &str) -> Option<String> {
     let mut cur = v;
@@ -615,6 +671,24 @@ mod tests {
         run_step(&f, &mut run, "b", StepResult::Completed(json!(null)));
         assert_eq!(run.status, RunStatus::Completed);
         assert_eq!(outputs(&run)["a"], json!({"x": 1}));
+        // What a step reads: the event, every completed output (by step id), the async
+        // event and its context, exactly as the JSON document a reader would build.
+        run.steps[1].async_event = Some(json!({"name": "later", "data": {"k": [1, 2]}}));
+        run.steps[1].attempts = 3;
+        let got: Value = serde_json::from_slice(&stdin(&run, 1)).unwrap();
+        let want = json!({
+            "event": run.event,
+            "steps": {"a": {"x": 1}, "b": null},
+            "async": {"name": "later", "data": {"k": [1, 2]}},
+            "ctx": {"function_id": run.function_id, "function_version": run.function_version,
+                    "run_id": run.id, "step_id": "b", "attempt": 2, "tenant": run.tenant},
+        });
+        assert_eq!(got, want);
+        assert_eq!(
+            stdin(&run, 1),
+            serde_json::to_vec(&want).unwrap(),
+            "same bytes"
+        );
     }
 
     #[test]

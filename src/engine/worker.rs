@@ -206,20 +206,7 @@ async fn try_execute(
     let Some((run, f, idx, started)) = claim(engine, entry, loaded).await? else {
         return Ok(());
     };
-    let st = &run.steps[idx];
-    let stdin = json!({
-        "event": run.event,
-        "steps": dag::outputs(&run),
-        "async": st.async_event,
-        "ctx": {
-            "function_id": run.function_id,
-            "function_version": run.function_version,
-            "run_id": run.id,
-            "step_id": st.id,
-            "attempt": st.attempts.saturating_sub(1),
-            "tenant": run.tenant,
-        }
-    });
+    let stdin = dag::stdin(&run, idx);
     let step = &f.steps[idx];
     let d = engine.config.default_limits;
     let limits = ResolvedLimits {
@@ -234,7 +221,7 @@ async fn try_execute(
         .run(StepRequest {
             tenant: entry.tenant.clone(),
             component: step.component.clone(),
-            stdin: serde_json::to_vec(&stdin).unwrap_or_default(),
+            stdin,
             limits,
             env: step.env.clone(),
         })
