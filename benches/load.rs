@@ -170,8 +170,11 @@ fn run(s: &Scenario) {
                     let n = batch.min(events - i * batch);
                     let body: Vec<Value> = (0..n).map(|k| json!({"name": "load/go", "data": {"name": format!("n{}", i * batch + k)}})).collect();
                     let body = if batch == 1 { body[0].clone() } else { json!(body) };
-                    let r = agent.post(format!("{url}/e/load")).send_json(&body).unwrap();
+                    let mut r = agent.post(format!("{url}/e/load")).send_json(&body).unwrap();
                     assert_eq!(r.status(), 200);
+                    // Read the reply to its end so the connection goes back to the pool
+                    // (an unread body made every request open a new connection).
+                    r.body_mut().read_to_vec().unwrap();
                 }
             })
         })

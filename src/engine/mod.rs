@@ -299,8 +299,6 @@ impl Engine {
     /// Stores events durably and schedules trigger matching; returns their ids.
     /// Refuses with [`EngineError::Busy`] when too many events wait for matching.
     pub async fn send(&self, tenant: &str, events: Vec<Event>) -> Result<Vec<String>, EngineError> {
-        let store = self.store.clone();
-        let tenant_owned = tenant.to_string();
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         let n = events.len() as u64;
         let pending = self.pending.load(Ordering::Relaxed);
@@ -311,10 +309,10 @@ impl Engine {
             });
         }
         self.pending.fetch_add(n, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || store.append_events(&tenant_owned, &events, now_ms()))
+        self.writer
+            .append(tenant, events, now_ms())
             .await
-            .map_err(|e| EngineError::Store(StoreError::Backend(e.to_string())))
-            .and_then(|r| r.map_err(EngineError::from))
+            .map_err(EngineError::from)
             .inspect_err(|_| {
                 self.pending.fetch_sub(n, Ordering::Relaxed);
             })?;

@@ -1,23 +1,31 @@
-//! The run writer: one thread applies run updates from all workers in batches, one
-//! atomic write (and at most one fsync) per batch. Workers no longer queue one by one
-//! behind the store's write lock; under load a single commit carries many completions
-//! (group commit), and an idle system still commits each update at once.
+//! The writer: one thread applies run updates and event appends from all workers and
+//! HTTP requests in batches, with at most one fsync per batch. Nobody queues one by one
+//! behind the store's write lock (or behind another's fsync); under load a single commit
+//! carries many completions and many acknowledged events (group commit), and an idle
+//! system still commits each job at once.
 
 use std::sync::mpsc;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::event::Event;
 use crate::run::Run;
-use crate::store::{Durability, RunChange, RunOp, Store, StoreError, StoreResult};
+use crate::store::{Durability, EventBatch, RunChange, RunOp, Store, StoreError, StoreResult};
 
-/// Most updates applied in one write.
+/// Most jobs applied in one batch.
 const MAX_BATCH: usize = 256;
 
-struct Job {
-    op: RunOp,
-    durability: Durability,
-    reply: oneshot::Sender<StoreResult<Option<Run>>>,
+enum Job {
+    Run {
+        op: RunOp,
+        durability: Durability,
+        reply: oneshot::Sender<StoreResult<Option<Run>>>,
+    },
+    Append {
+        batch: EventBatch,
+        reply: oneshot::Sender<StoreResult<Vec<Option<String>>>>,
+    },
 }
 
 /// Handle to the writer thread.
@@ -61,41 +69,110 @@ impl Writer {
             id: id.into(),
             update: Box::new(update),
         };
-        self.tx
-            .send(Job {
-                op,
-                durability,
-                reply,
-            })
-            .map_err(|_| StoreError::Backend("the run writer has stopped".into()))?;
+        self.send(Job::Run {
+            op,
+            durability,
+            reply,
+        })?;
         rx.await
-            .map_err(|_| StoreError::Backend("the run writer dropped an update".into()))?
+            .map_err(|_| StoreError::Backend("the writer dropped an update".into()))?
+    }
+
+    /// Stores events durably (as [`Store::append_events`]) in the next batch.
+    pub async fn append(
+        &self,
+        tenant: &str,
+        events: Vec<Event>,
+        now: i64,
+    ) -> StoreResult<Vec<Option<String>>> {
+        let (reply, rx) = oneshot::channel();
+        let batch = EventBatch {
+            tenant: tenant.into(),
+            events,
+            now,
+        };
+        self.send(Job::Append { batch, reply })?;
+        rx.await
+            .map_err(|_| StoreError::Backend("the writer dropped an append".into()))?
+    }
+
+    fn send(&self, job: Job) -> StoreResult<()> {
+        self.tx
+            .send(job)
+            .map_err(|_| StoreError::Backend("the writer has stopped".into()))
     }
 }
 
+type RunReply = (oneshot::Sender<StoreResult<Option<Run>>>, Durability);
+type AppendReply = oneshot::Sender<StoreResult<Vec<Option<String>>>>;
+
 fn apply(store: &dyn Store, jobs: Vec<Job>) {
-    let durability = if jobs.iter().any(|j| j.durability == Durability::Durable) {
-        Durability::Durable
-    } else {
-        Durability::Lazy
-    };
-    let (mut ops, replies): (Vec<RunOp>, Vec<_>) = jobs
-        .into_iter()
-        .map(|j| (j.op, (j.reply, j.durability)))
-        .unzip();
-    match store.update_runs(&mut ops, durability) {
-        Ok(runs) => {
-            for ((reply, _), run) in replies.into_iter().zip(runs) {
-                let _ = reply.send(Ok(run));
+    let (mut ops, mut run_replies) = (Vec::new(), Vec::<RunReply>::new());
+    let (mut batches, mut append_replies) = (Vec::new(), Vec::<AppendReply>::new());
+    for j in jobs {
+        match j {
+            Job::Run {
+                op,
+                durability,
+                reply,
+            } => {
+                ops.push(op);
+                run_replies.push((reply, durability));
+            }
+            Job::Append { batch, reply } => {
+                batches.push(batch);
+                append_replies.push(reply);
             }
         }
-        // One bad update must not fail the others: retry each on its own.
-        Err(_) => {
-            for (mut op, (reply, d)) in ops.into_iter().zip(replies) {
-                let r = store
-                    .update_runs(std::slice::from_mut(&mut op), d)
-                    .map(|mut v| v.pop().flatten());
-                let _ = reply.send(r);
+    }
+    // Appends commit first without a flush of their own: the run updates' durable
+    // commit (or an explicit flush) below makes both durable with one fsync.
+    let appended = if batches.is_empty() {
+        None
+    } else {
+        Some(store.append_batches(&batches, Durability::Lazy))
+    };
+    let durable = run_replies.iter().any(|(_, d)| *d == Durability::Durable);
+    let mut flushed = false;
+    if !ops.is_empty() {
+        let durability = if durable || appended.is_some() {
+            Durability::Durable
+        } else {
+            Durability::Lazy
+        };
+        match store.update_runs(&mut ops, durability) {
+            Ok(runs) => {
+                flushed = durability == Durability::Durable;
+                for ((reply, _), run) in run_replies.into_iter().zip(runs) {
+                    let _ = reply.send(Ok(run));
+                }
+            }
+            // One bad update must not fail the others: retry each on its own.
+            Err(_) => {
+                for (mut op, (reply, d)) in ops.into_iter().zip(run_replies) {
+                    let r = store
+                        .update_runs(std::slice::from_mut(&mut op), d)
+                        .map(|mut v| v.pop().flatten());
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+    match appended {
+        None => {}
+        Some(Ok(answers)) => {
+            let sync = if flushed { Ok(()) } else { store.flush() };
+            for (reply, a) in append_replies.into_iter().zip(answers) {
+                let _ = reply.send(match &sync {
+                    Ok(()) => Ok(a),
+                    Err(e) => Err(StoreError::Backend(format!("cannot flush: {e}"))),
+                });
+            }
+        }
+        // One bad batch (a bad tenant name…) must not fail the others.
+        Some(Err(_)) => {
+            for (b, reply) in batches.into_iter().zip(append_replies) {
+                let _ = reply.send(store.append_events(&b.tenant, &b.events, b.now));
             }
         }
     }

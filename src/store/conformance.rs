@@ -47,6 +47,66 @@ pub fn run_all(open: Open<'_>) {
     waits_are_found_by_value_and_removed_atomically(open());
     meta_values_persist(open());
     batched_updates_apply_in_order(open());
+    batched_appends_match_single_ones(open());
+}
+
+fn batched_appends_match_single_ones(s: Box<dyn Store>) {
+    use super::{Durability, EventBatch};
+    let a = parse_batch(br#"[{"name":"a","id":"k"},{"name":"b"}]"#, 10).unwrap();
+    let b = parse_batch(br#"{"name":"c","id":"k"}"#, 10).unwrap();
+    let later = parse_batch(
+        format!(r#"{{"name":"later","ts":{}}}"#, NOW + 5_000).as_bytes(),
+        1,
+    )
+    .unwrap();
+    let batch = |tenant: &str, events: &Vec<crate::event::Event>| EventBatch {
+        tenant: tenant.into(),
+        events: events.clone(),
+        now: NOW,
+    };
+    let answers = s
+        .append_batches(
+            &[
+                batch("t", &a),
+                batch("t", &b),
+                batch("u", &b),
+                batch("u", &later),
+            ],
+            Durability::Durable,
+        )
+        .unwrap();
+    // A key repeated in a later batch of the same tenant is a duplicate; not in another.
+    assert_eq!(
+        answers,
+        vec![
+            vec![None, None],
+            vec![Some(a[0].id.clone())],
+            vec![None],
+            vec![None]
+        ]
+    );
+    let stored = s.get_event("t", &a[1].id).unwrap().unwrap();
+    assert_eq!(stored.event, a[1]);
+    assert!(!stored.ingested && stored.run_ids.is_empty() && stored.duplicate_of.is_none());
+    let dup = s.get_event("t", &b[0].id).unwrap().unwrap();
+    assert_eq!(dup.duplicate_of.as_deref(), Some(a[0].id.as_str()));
+    assert!(dup.ingested, "a duplicate triggers nothing");
+    let pending: Vec<String> = s
+        .pending_events(NOW, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    assert_eq!(
+        pending,
+        vec![a[0].id.clone(), a[1].id.clone(), b[0].id.clone()]
+    );
+    assert_eq!(s.next_delayed().unwrap(), Some(NOW + 5_000));
+    // A bad tenant name is refused, naming it.
+    let e = s
+        .append_batches(&[batch("", &later)], Durability::Lazy)
+        .unwrap_err();
+    assert!(e.to_string().contains("tenant"), "{e}");
 }
 
 fn batched_updates_apply_in_order(s: Box<dyn Store>) {

@@ -156,6 +156,17 @@ pub struct RunOp {
     pub update: Box<RunUpdate<'static>>,
 }
 
+/// One tenant's events for [`Store::append_batches`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventBatch {
+    /// Tenant of the events.
+    pub tenant: String,
+    /// The events, as for [`Store::append_events`].
+    pub events: Vec<Event>,
+    /// The time their `ts` is compared with.
+    pub now: i64,
+}
+
 /// Durable storage for everything weir keeps. Every method is atomic.
 pub trait Store: Send + Sync + 'static {
     /// Stores events durably. Returns, per event, the id of an earlier event with the
@@ -167,6 +178,22 @@ pub trait Store: Send + Sync + 'static {
         events: &[Event],
         now: i64,
     ) -> StoreResult<Vec<Option<String>>>;
+    /// Several tenants' appends, as [`Store::append_events`] does each in turn (a key
+    /// repeated in a later batch is a duplicate of the earlier one); flushed before
+    /// returning if `durability` is `Durable`. Returns each batch's answer. Each batch is
+    /// atomic; the default calls `append_events` per batch, a backend may commit all in
+    /// one write (redb does: one commit, one fsync for the lot).
+    fn append_batches(
+        &self,
+        batches: &[EventBatch],
+        durability: Durability,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        let _ = durability; // each append below is durable on its own
+        batches
+            .iter()
+            .map(|b| self.append_events(&b.tenant, &b.events, b.now))
+            .collect()
+    }
     /// One stored event.
     fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>>;
     /// Events, newest first, optionally of one name.

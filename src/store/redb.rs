@@ -19,8 +19,8 @@ use serde_json::Value;
 use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
 use super::RunOp;
 use super::{
-    Durability, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
-    StoreResult, StoredEvent,
+    Durability, EventBatch, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store,
+    StoreError, StoreResult, StoredEvent,
 };
 use crate::event::Event;
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
@@ -133,6 +133,70 @@ fn update_in(
     let mut paths = open(tx, WAIT_PATHS)?;
     apply_waits(&mut waits, &mut paths, &waits_add, &waits_remove)?;
     Ok((Some(run), true))
+}
+
+/// Appends one tenant's events inside `tx` (see [`Store::append_events`]).
+fn append_in(
+    tx: &WriteTransaction,
+    tenant: &str,
+    events: &[Event],
+    now: i64,
+) -> StoreResult<Vec<Option<String>>> {
+    check_name("tenant", tenant)?;
+    let mut evt = open(tx, EVENTS)?;
+    let mut idem = open(tx, IDEM)?;
+    let mut inbox = open(tx, INBOX)?;
+    let mut delayed = open(tx, DELAYED)?;
+    let mut out = Vec::with_capacity(events.len());
+    // Keys repeated inside one batch also count as duplicates.
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for ev in events {
+        let mut duplicate_of = None;
+        if let Some(k) = &ev.idempotency_key {
+            let ik = key(&[tenant.as_bytes(), k.as_bytes()]);
+            if let Some(first) = seen.get(k.as_str()) {
+                duplicate_of = Some(first.to_string());
+            } else if let Some(prev) = get_bytes(&idem, &ik)? {
+                duplicate_of = Some(String::from_utf8_lossy(&prev).into_owned());
+            } else {
+                put(&mut idem, &ik, ev.id.as_bytes())?;
+                seen.insert(k, &ev.id);
+            }
+        }
+        // A `StoredEvent`, serialized without copying the event.
+        #[derive(Serialize)]
+        struct NewEvent<'a> {
+            event: &'a Event,
+            run_ids: [(); 0],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            duplicate_of: Option<&'a str>,
+            ingested: bool,
+        }
+        let stored = NewEvent {
+            event: ev,
+            run_ids: [],
+            duplicate_of: duplicate_of.as_deref(),
+            ingested: duplicate_of.is_some(),
+        };
+        put(
+            &mut evt,
+            &key(&[tenant.as_bytes(), ev.id.as_bytes()]),
+            &enc(&stored)?,
+        )?;
+        if duplicate_of.is_none() {
+            if ev.ts > now {
+                put(&mut delayed, &delayed_key(tenant, ev), &[])?;
+            } else {
+                put(
+                    &mut inbox,
+                    &key(&[ev.id.as_bytes(), tenant.as_bytes()]),
+                    &[],
+                )?;
+            }
+        }
+        out.push(duplicate_of);
+    }
+    Ok(out)
 }
 
 /// The redb-backed store.
@@ -411,52 +475,21 @@ impl Store for RedbStore {
         events: &[Event],
         now: i64,
     ) -> StoreResult<Vec<Option<String>>> {
-        check_name("tenant", tenant)?;
         self.write(DURABLE, |tx| {
-            let mut evt = open(tx, EVENTS)?;
-            let mut idem = open(tx, IDEM)?;
-            let mut inbox = open(tx, INBOX)?;
-            let mut delayed = open(tx, DELAYED)?;
-            let mut out = Vec::with_capacity(events.len());
-            // Keys repeated inside one batch also count as duplicates.
-            let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-            for ev in events {
-                let mut duplicate_of = None;
-                if let Some(k) = &ev.idempotency_key {
-                    let ik = key(&[tenant.as_bytes(), k.as_bytes()]);
-                    if let Some(first) = seen.get(k.as_str()) {
-                        duplicate_of = Some(first.to_string());
-                    } else if let Some(prev) = get_bytes(&idem, &ik)? {
-                        duplicate_of = Some(String::from_utf8_lossy(&prev).into_owned());
-                    } else {
-                        put(&mut idem, &ik, ev.id.as_bytes())?;
-                        seen.insert(k, &ev.id);
-                    }
-                }
-                let stored = StoredEvent {
-                    event: ev.clone(),
-                    run_ids: Vec::new(),
-                    ingested: duplicate_of.is_some(),
-                    duplicate_of: duplicate_of.clone(),
-                };
-                put(
-                    &mut evt,
-                    &key(&[tenant.as_bytes(), ev.id.as_bytes()]),
-                    &enc(&stored)?,
-                )?;
-                if duplicate_of.is_none() {
-                    if ev.ts > now {
-                        put(&mut delayed, &delayed_key(tenant, ev), &[])?;
-                    } else {
-                        put(
-                            &mut inbox,
-                            &key(&[ev.id.as_bytes(), tenant.as_bytes()]),
-                            &[],
-                        )?;
-                    }
-                }
-                out.push(duplicate_of);
-            }
+            Ok((append_in(tx, tenant, events, now)?, true))
+        })
+    }
+
+    fn append_batches(
+        &self,
+        batches: &[EventBatch],
+        durability: Durability,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        self.write(level(durability), |tx| {
+            let out = batches
+                .iter()
+                .map(|b| append_in(tx, &b.tenant, &b.events, b.now))
+                .collect::<StoreResult<Vec<_>>>()?;
             Ok((out, true))
         })
     }
