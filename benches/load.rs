@@ -7,7 +7,8 @@
 //! `cargo bench --bench load` runs the standard scenarios (2,000 events, 32 in flight).
 //! Knobs: WEIR_LOAD_EVENTS, WEIR_LOAD_CONCURRENCY, WEIR_LOAD_BATCH (1 or more),
 //! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled), WEIR_LOAD_WORKERS,
-//! WEIR_LOAD_BIN (path of another weir build to drive, for A/B comparisons).
+//! WEIR_LOAD_BIN (path of another weir build to drive, for A/B comparisons),
+//! WEIR_LOAD_PHASES (also print p50/p99 of each phase of a run: where the time goes).
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
 mod util;
@@ -195,6 +196,19 @@ fn run(s: &Scenario) {
     let cpu = proc_cpu_secs(pid) - cpu0;
     let rss = peak_rss_mb(pid);
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
+    // Where the time goes, per phase of a run (server timestamps, ms).
+    const PHASES: [&str; 6] = [
+        "event→run created",
+        "→hello started",
+        "hello ran",
+        "→shout started",
+        "shout ran",
+        "→run done",
+    ];
+    let mut phases: Vec<Histogram<u64>> = PHASES
+        .iter()
+        .map(|_| Histogram::new_with_bounds(1, 3_600_000, 3).unwrap())
+        .collect();
     let (mut first, mut last) = (i64::MAX, 0i64);
     let mut cursor: Option<String> = None;
     loop {
@@ -209,6 +223,22 @@ fn run(s: &Scenario) {
                 r["ended_at"].as_i64().unwrap(),
             );
             hist.record((end - ts).max(1) as u64).unwrap();
+            let at = |v: &Value| v.as_i64().unwrap_or(0);
+            let (h, sh) = (&r["steps"]["hello"], &r["steps"]["shout"]);
+            let marks = [
+                ts,
+                at(&r["created_at"]),
+                at(&h["started_at"]),
+                at(&h["ended_at"]),
+                at(&sh["started_at"]),
+                at(&sh["ended_at"]),
+                end,
+            ];
+            for (i, p) in phases.iter_mut().enumerate() {
+                // +1: a phase under a millisecond still counts (the histogram starts at 1).
+                p.record((marks[i + 1] - marks[i]).max(0) as u64 + 1)
+                    .unwrap();
+            }
             first = first.min(ts);
             last = last.max(end);
         }
@@ -234,6 +264,20 @@ fn run(s: &Scenario) {
         rss,
         disk as f64 / s.events as f64
     );
+    if std::env::var("WEIR_LOAD_PHASES").is_ok() {
+        let parts: Vec<String> = PHASES
+            .iter()
+            .zip(&phases)
+            .map(|(name, h)| {
+                format!(
+                    "{name} {}/{}",
+                    h.value_at_quantile(0.5) - 1,
+                    h.value_at_quantile(0.99) - 1
+                )
+            })
+            .collect();
+        println!("    phases p50/p99 ms: {}", parts.join(" | "));
+    }
 }
 
 fn main() {

@@ -155,11 +155,14 @@ fn store_commit(c: &mut Criterion) {
             .unwrap();
         let (run, change) = weir::engine::dag::new_run(&f, "t", "r1".into(), &ev, 0);
         store
-            .commit_ingest(&[Ingested {
-                tenant: "t".into(),
-                event_id: ev.id.clone(),
-                runs: vec![(run, change)],
-            }])
+            .commit_ingest(
+                &[Ingested {
+                    tenant: "t".into(),
+                    event_id: ev.id.clone(),
+                    runs: vec![(run, change)],
+                }],
+                Durability::Durable,
+            )
             .unwrap();
         let output = json!({"status": 200, "body": {"message": "Hello, Ada!", "length": 11}});
         c.bench_function(

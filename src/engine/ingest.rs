@@ -58,24 +58,26 @@ async fn ingest_batch(
     pending: Vec<(String, Event)>,
 ) -> Result<(), EngineError> {
     let e = engine.clone();
-    tokio::task::spawn_blocking(move || {
-        let batch = pending
+    let batch = tokio::task::spawn_blocking(move || {
+        pending
             .iter()
             .map(|(t, ev)| plan(&e, t, ev))
-            .collect::<Result<Vec<_>, _>>()?;
-        let n = batch.len() as u64;
-        let runs: u64 = batch.iter().map(|b| b.runs.len() as u64).sum();
-        e.store.commit_ingest(&batch)?;
-        e.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
-        let _ = e
-            .pending
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                Some(p.saturating_sub(n))
-            });
-        Ok::<_, EngineError>(())
+            .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(|e| EngineError::BadRequest(e.to_string()))?
+    .map_err(|e| EngineError::BadRequest(e.to_string()))??;
+    let n = batch.len() as u64;
+    let runs: u64 = batch.iter().map(|b| b.runs.len() as u64).sum();
+    // Through the writer: the runs share its commit and fsync with the steps' results
+    // and the events being acknowledged, instead of contending for the write lock.
+    engine.writer.ingest(batch).await?;
+    engine.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
+    let _ = engine
+        .pending
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+            Some(p.saturating_sub(n))
+        });
+    Ok(())
 }
 
 /// Resumes the waits an event matches and decides which runs it starts.

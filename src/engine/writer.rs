@@ -11,7 +11,9 @@ use tokio::sync::oneshot;
 
 use crate::event::Event;
 use crate::run::Run;
-use crate::store::{Durability, EventBatch, RunChange, RunOp, Store, StoreError, StoreResult};
+use crate::store::{
+    Durability, EventBatch, Ingested, RunChange, RunOp, Store, StoreError, StoreResult,
+};
 
 /// Most jobs applied in one batch.
 const MAX_BATCH: usize = 256;
@@ -25,6 +27,10 @@ enum Job {
     Append {
         batch: EventBatch,
         reply: oneshot::Sender<StoreResult<Vec<Option<String>>>>,
+    },
+    Ingest {
+        batch: Vec<Ingested>,
+        reply: oneshot::Sender<StoreResult<()>>,
     },
 }
 
@@ -96,6 +102,14 @@ impl Writer {
             .map_err(|_| StoreError::Backend("the writer dropped an append".into()))?
     }
 
+    /// Records matched events' runs durably (as [`Store::commit_ingest`]) in the next batch.
+    pub async fn ingest(&self, batch: Vec<Ingested>) -> StoreResult<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Ingest { batch, reply })?;
+        rx.await
+            .map_err(|_| StoreError::Backend("the writer dropped an ingest".into()))?
+    }
+
     fn send(&self, job: Job) -> StoreResult<()> {
         self.tx
             .send(job)
@@ -109,6 +123,7 @@ type AppendReply = oneshot::Sender<StoreResult<Vec<Option<String>>>>;
 fn apply(store: &dyn Store, jobs: Vec<Job>) {
     let (mut ops, mut run_replies) = (Vec::new(), Vec::<RunReply>::new());
     let (mut batches, mut append_replies) = (Vec::new(), Vec::<AppendReply>::new());
+    let mut ingests = Vec::new();
     for j in jobs {
         match j {
             Job::Run {
@@ -123,19 +138,26 @@ fn apply(store: &dyn Store, jobs: Vec<Job>) {
                 batches.push(batch);
                 append_replies.push(reply);
             }
+            Job::Ingest { batch, reply } => ingests.push((batch, reply)),
         }
     }
-    // Appends commit first without a flush of their own: the run updates' durable
-    // commit (or an explicit flush) below makes both durable with one fsync.
+    // Appends and matched events' runs commit first without a flush of their own: the
+    // run updates' durable commit (or an explicit flush) below makes all of it durable
+    // with one fsync. Each ingest is its own commit, so one bad batch fails alone.
     let appended = if batches.is_empty() {
         None
     } else {
         Some(store.append_batches(&batches, Durability::Lazy))
     };
+    let ingested: Vec<_> = ingests
+        .into_iter()
+        .map(|(b, reply)| (store.commit_ingest(&b, Durability::Lazy), reply))
+        .collect();
+    let unflushed = appended.is_some() || !ingested.is_empty();
     let durable = run_replies.iter().any(|(_, d)| *d == Durability::Durable);
     let mut flushed = false;
     if !ops.is_empty() {
-        let durability = if durable || appended.is_some() {
+        let durability = if durable || unflushed {
             Durability::Durable
         } else {
             Durability::Lazy
@@ -158,15 +180,25 @@ fn apply(store: &dyn Store, jobs: Vec<Job>) {
             }
         }
     }
+    let sync = if flushed || !unflushed {
+        Ok(())
+    } else {
+        store
+            .flush()
+            .map_err(|e| StoreError::Backend(format!("cannot flush: {e}")))
+    };
+    let synced = || match &sync {
+        Ok(()) => Ok(()),
+        Err(e) => Err(StoreError::Backend(e.to_string())),
+    };
+    for (r, reply) in ingested {
+        let _ = reply.send(r.and_then(|()| synced()));
+    }
     match appended {
         None => {}
         Some(Ok(answers)) => {
-            let sync = if flushed { Ok(()) } else { store.flush() };
             for (reply, a) in append_replies.into_iter().zip(answers) {
-                let _ = reply.send(match &sync {
-                    Ok(()) => Ok(a),
-                    Err(e) => Err(StoreError::Backend(format!("cannot flush: {e}"))),
-                });
+                let _ = reply.send(synced().map(|()| a));
             }
         }
         // One bad batch (a bad tenant name…) must not fail the others.

@@ -27,11 +27,14 @@ impl<S: Store + ?Sized> CommitOne for S {
         event_id: &str,
         runs: &[(Run, RunChange)],
     ) -> super::StoreResult<()> {
-        self.commit_ingest(&[super::Ingested {
-            tenant: tenant.into(),
-            event_id: event_id.into(),
-            runs: runs.to_vec(),
-        }])
+        self.commit_ingest(
+            &[super::Ingested {
+                tenant: tenant.into(),
+                event_id: event_id.into(),
+                runs: runs.to_vec(),
+            }],
+            super::Durability::Durable,
+        )
     }
 }
 

@@ -212,10 +212,10 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest `ts` of a future-dated event still held back.
     fn next_delayed(&self) -> StoreResult<Option<i64>>;
     /// Records, for each event of the batch, the runs it started with their queue
-    /// entries and waits (only the additions of each `RunChange` apply), atomically and
-    /// durably (one fsync for the whole batch); the events leave the pending set. An event
-    /// already recorded is left as it is.
-    fn commit_ingest(&self, batch: &[Ingested]) -> StoreResult<()>;
+    /// entries and waits (only the additions of each `RunChange` apply), atomically (one
+    /// fsync for the whole batch if `durability` is `Durable`); the events leave the
+    /// pending set. An event already recorded is left as it is.
+    fn commit_ingest(&self, batch: &[Ingested], durability: Durability) -> StoreResult<()>;
     /// The waits that an event named `event` may resolve: those indexed under a path for
     /// which `lookup` gives the expected value, and every unindexed one.
     fn find_waits(

@@ -427,18 +427,22 @@ impl RedbStore {
         durability: redb::Durability,
         f: impl FnOnce(&WriteTransaction) -> StoreResult<(T, bool)>,
     ) -> StoreResult<T> {
-        // Every change commits non-durably; a durable one then waits for a shared
-        // `Immediate` commit (group commit): concurrent writers share one fsync instead of
-        // queueing one each behind redb's single writer.
+        // A durable change commits durably at once, which also makes every earlier
+        // non-durable commit durable; the others commit non-durably and are made durable
+        // by the next durable commit or `flush` (`barrier`). Commits are numbered inside
+        // their transaction, which holds redb's write lock, so numbers follow commit order.
+        let durable = matches!(durability, redb::Durability::Immediate);
         let mut tx = self.db.begin_write().map_err(backend)?;
-        tx.set_durability(LAZY).map_err(backend)?;
+        tx.set_durability(if durable { DURABLE } else { LAZY })
+            .map_err(backend)?;
         // An early return drops `tx`, which aborts it.
         let (out, changed) = f(&tx)?;
         if changed {
-            tx.commit().map_err(backend)?;
             let seq = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-            if matches!(durability, redb::Durability::Immediate) {
-                self.barrier(seq)?;
+            tx.commit().map_err(backend)?;
+            if durable {
+                let mut flushed = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
+                *flushed = (*flushed).max(seq);
             }
         } else {
             tx.abort().map_err(backend)?;
@@ -453,12 +457,13 @@ impl RedbStore {
         if *flushed >= seq {
             return Ok(());
         }
-        // Every commit counted so far finished before this one starts, so it covers them.
+        // Every commit numbered so far ends before this transaction can begin (redb's
+        // write lock), so this durable commit covers them all.
         let target = self.commits.load(Ordering::SeqCst);
         let mut tx = self.db.begin_write().map_err(backend)?;
         tx.set_durability(DURABLE).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        *flushed = target;
+        *flushed = (*flushed).max(target);
         Ok(())
     }
 
@@ -604,8 +609,8 @@ impl Store for RedbStore {
         }))
     }
 
-    fn commit_ingest(&self, batch: &[Ingested]) -> StoreResult<()> {
-        self.write(DURABLE, |tx| {
+    fn commit_ingest(&self, batch: &[Ingested], durability: Durability) -> StoreResult<()> {
+        self.write(level(durability), |tx| {
             let mut events = open(tx, EVENTS)?;
             let mut inbox = open(tx, INBOX)?;
             let mut run_t = open(tx, RUNS)?;

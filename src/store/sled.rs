@@ -391,7 +391,7 @@ impl Store for SledStore {
         }
     }
 
-    fn commit_ingest(&self, batch: &[Ingested]) -> StoreResult<()> {
+    fn commit_ingest(&self, batch: &[Ingested], durability: Durability) -> StoreResult<()> {
         let trees: &[&Tree] = &[
             &self.events,
             &self.inbox,
@@ -445,7 +445,9 @@ impl Store for SledStore {
                 Ok(())
             })
             .map_err(tx_err)?;
-        self.db.flush().map_err(backend)?;
+        if durability == Durability::Durable {
+            self.db.flush().map_err(backend)?;
+        }
         Ok(())
     }
 
