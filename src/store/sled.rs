@@ -184,12 +184,25 @@ impl SledStore {
     /// Opens (or creates) a store in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("sled"))
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(backend)?;
+            .flush_every_ms(Some(200));
+        // sled's flusher thread keeps the file lock for a moment after its store is
+        // dropped, so reopening in the same process can find it still held: wait up to
+        // a second before reporting the lock as taken.
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && tries < 50 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.map_err(backend)?,
+            }
+        };
         Self::with_db(db)
     }
 
