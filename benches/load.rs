@@ -91,25 +91,6 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
     }
 }
 
-fn proc_cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks / 100.0
-}
-
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -145,7 +126,7 @@ fn run(s: &Scenario) {
     let (mut child, url) = start(tmp.path(), &s.store);
     let pid = child.id();
     let disk0 = util::dir_bytes(&tmp.path().join("data"));
-    let cpu0 = proc_cpu_secs(pid);
+    let cpu0 = util::proc_cpu_secs(pid);
     let requests = s.events.div_ceil(s.batch);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -193,7 +174,7 @@ fn run(s: &Scenario) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let cpu = proc_cpu_secs(pid) - cpu0;
+    let cpu = util::proc_cpu_secs(pid) - cpu0;
     let rss = peak_rss_mb(pid);
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
     // Where the time goes, per phase of a run (server timestamps, ms).

@@ -452,14 +452,18 @@ impl Engine {
         }
     }
 
-    /// Whether the dispatcher should pass over this entry now: it is executing, or its
-    /// tenant has as many steps executing as it may.
-    fn skip_for_now(&self, e: &QueueEntry) -> bool {
-        let cap = self.tenant_cap(&e.tenant);
+    /// How many more steps `tenant` may start now.
+    fn room(&self, tenant: &str) -> usize {
+        let cap = self.tenant_cap(tenant);
         let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        g.by_tenant.get(&e.tenant).copied().unwrap_or(0) >= cap
-            || g.steps
-                .contains_key(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+        cap.saturating_sub(g.by_tenant.get(tenant).copied().unwrap_or(0))
+    }
+
+    /// Whether this entry's step is executing now.
+    fn is_inflight(&self, e: &QueueEntry) -> bool {
+        let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        g.steps
+            .contains_key(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
     }
 
     /// Notes that a claimed step started executing at `started`.

@@ -36,10 +36,11 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
         // The due entries and their runs are read in one trip to a blocking thread, so a
         // step needs no read of its own before it runs.
         let due = tokio::task::spawn_blocking(move || {
-            let skip = |q: &QueueEntry| e2.skip_for_now(q);
-            let due = e2.store.due(now, n, &skip)?;
+            let room = |t: &str| e2.room(t);
+            let skip = |q: &QueueEntry| e2.is_inflight(q);
+            let due = e2.store.due(now, n, &room, &skip)?;
             let next = if due.is_empty() {
-                e2.store.next_due(&skip)?
+                e2.store.next_due(&room, &skip)?
             } else {
                 None
             };

@@ -51,6 +51,75 @@ pub fn run_all(open: Open<'_>) {
     meta_values_persist(open());
     batched_updates_apply_in_order(open());
     batched_appends_match_single_ones(open());
+    tenants_get_at_most_their_room(open());
+}
+
+fn tenants_get_at_most_their_room(s: Box<dyn Store>) {
+    // "busy" has a deep backlog (due 1..=50); "calm" two entries; "late" one in the future.
+    for (tenant, dues) in [
+        ("busy", (1..=50).collect::<Vec<i64>>()),
+        ("calm", vec![30, 60]),
+        ("late", vec![500]),
+    ] {
+        let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+        s.append_events(tenant, &evs, NOW).unwrap();
+        let run_id = format!("r-{tenant}");
+        let q = dues.iter().map(|d| entry(tenant, &run_id, *d)).collect();
+        s.commit_one(
+            tenant,
+            &evs[0].id,
+            &[(run(&run_id, tenant, "f", None, &evs[0].id), enq(q))],
+        )
+        .unwrap();
+    }
+    let room = |busy: usize, calm: usize| {
+        move |t: &str| match t {
+            "busy" => busy,
+            "calm" => calm,
+            _ => 10,
+        }
+    };
+    let none = |_: &QueueEntry| false;
+    let of = |v: &[QueueEntry], t: &str| -> Vec<i64> {
+        v.iter().filter(|e| e.tenant == t).map(|e| e.due).collect()
+    };
+    // A tenant without room gives nothing; the others are not held behind its backlog.
+    let got = s.due(100, 10, &room(0, 5), &none).unwrap();
+    assert_eq!((of(&got, "busy"), of(&got, "calm")), (vec![], vec![30, 60]));
+    assert_eq!(got.len(), 2, "{got:?}");
+    // Each tenant gives at most its room, earliest first.
+    let got = s.due(100, 10, &room(3, 5), &none).unwrap();
+    assert_eq!(
+        (of(&got, "busy"), of(&got, "calm")),
+        (vec![1, 2, 3], vec![30, 60])
+    );
+    // The limit is shared; the tenant waiting longest comes first.
+    let got = s.due(100, 4, &room(10, 10), &none).unwrap();
+    assert_eq!(of(&got, "busy"), vec![1, 2, 3, 4]);
+    // Skipped entries (executing now) do not count against the room.
+    let executing = |e: &QueueEntry| e.tenant == "busy" && e.due <= 2;
+    let got = s.due(100, 10, &room(2, 0), &executing).unwrap();
+    assert_eq!(of(&got, "busy"), vec![3, 4]);
+    assert!(of(&got, "calm").is_empty());
+    // The next due time ignores tenants without room and skipped entries.
+    let all = |_: &str| 10;
+    assert_eq!(s.next_due(&all, &none).unwrap(), Some(1));
+    assert_eq!(s.next_due(&all, &executing).unwrap(), Some(3));
+    assert_eq!(s.next_due(&room(0, 5), &none).unwrap(), Some(30));
+    assert_eq!(s.next_due(&room(0, 0), &none).unwrap(), Some(500));
+    assert_eq!(s.next_due(&|_| 0, &none).unwrap(), None);
+    // Removing entries moves a tenant's place in line.
+    s.dequeue(&entry("calm", "r-calm", 30)).unwrap();
+    assert_eq!(s.next_due(&room(0, 5), &none).unwrap(), Some(60));
+    s.update_run("calm", "r-calm", Durability::Lazy, &mut |_| {
+        Some(RunChange {
+            dequeue: vec![entry("calm", "r-calm", 60)],
+            ..Default::default()
+        })
+    })
+    .unwrap();
+    assert_eq!(s.next_due(&room(0, 5), &none).unwrap(), Some(500));
+    assert!(of(&s.due(1000, 100, &all, &none).unwrap(), "calm").is_empty());
 }
 
 fn batched_appends_match_single_ones(s: Box<dyn Store>) {
@@ -156,7 +225,7 @@ fn batched_updates_apply_in_order(s: Box<dyn Store>) {
     assert_eq!(out[3].as_ref().unwrap().status, RunStatus::Running);
     assert_eq!(s.get_run("t", "r1").unwrap().unwrap().steps[0].attempts, 2);
     assert!(s
-        .due(100, 10, &|_| false)
+        .due(100, 10, &|_| usize::MAX, &|_| false)
         .unwrap()
         .contains(&entry("t", "r1", 77)));
     let counts = s.run_counts("t", "f").unwrap();
@@ -365,11 +434,14 @@ fn ingest_creates_runs_once(s: Box<dyn Store>) {
     assert_eq!(s.get_run("t", "r1").unwrap().unwrap(), r);
     assert_eq!(s.run_counts("t", "f").unwrap()[&RunStatus::Running], 1);
     assert_eq!(
-        s.due(100, 10, &|_| false).unwrap(),
+        s.due(100, 10, &|_| usize::MAX, &|_| false).unwrap(),
         vec![entry("t", "r1", 10)]
     );
-    assert!(s.due(9, 10, &|_| false).unwrap().is_empty());
-    assert_eq!(s.next_due(&|_| false).unwrap(), Some(10));
+    assert!(s
+        .due(9, 10, &|_| usize::MAX, &|_| false)
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.next_due(&|_| usize::MAX, &|_| false).unwrap(), Some(10));
 }
 
 fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
@@ -403,7 +475,7 @@ fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
         Some(json!({"ok": true}))
     );
     assert_eq!(
-        s.due(100, 10, &|_| false).unwrap(),
+        s.due(100, 10, &|_| usize::MAX, &|_| false).unwrap(),
         vec![entry("t", "r1", 50)]
     );
     let counts = s.run_counts("t", "f").unwrap();
@@ -584,5 +656,5 @@ pub fn survives_reopen(open: Open<'_>) {
     }
     let s = open();
     assert_eq!(s.get_run("t", "r1").unwrap().unwrap().id, "r1");
-    assert_eq!(s.due(10, 10, &|_| false).unwrap().len(), 1);
+    assert_eq!(s.due(10, 10, &|_| usize::MAX, &|_| false).unwrap().len(), 1);
 }

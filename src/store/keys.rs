@@ -55,6 +55,59 @@ pub fn queue_key(e: &QueueEntry) -> Vec<u8> {
     k
 }
 
+/// The per-tenant queue key: tenant, NUL, big-endian due time, run, NUL, step. One
+/// tenant's entries are one key range, in due order.
+pub fn tenant_queue_key(e: &QueueEntry) -> Vec<u8> {
+    let mut k = prefix(&[e.tenant.as_bytes()]);
+    k.extend_from_slice(&(e.due.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&key(&[e.run_id.as_bytes(), e.step_id.as_bytes()]));
+    k
+}
+
+/// Reads a [`tenant_queue_key`] back.
+pub fn parse_tenant_queue_key(k: &[u8]) -> StoreResult<QueueEntry> {
+    let corrupt = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "not a per-tenant queue key".into(),
+    };
+    let at = k.iter().position(|b| *b == SEP).ok_or_else(corrupt)?;
+    let rest = k.get(at + 1..).ok_or_else(corrupt)?;
+    if rest.len() < 9 {
+        return Err(corrupt());
+    }
+    let due = u64::from_be_bytes(rest[..8].try_into().map_err(|_| corrupt())?) as i64;
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt());
+    let mut parts = rest[8..].splitn(2, |b| *b == SEP);
+    Ok(QueueEntry {
+        due,
+        tenant: text(&k[..at])?,
+        run_id: text(parts.next().ok_or_else(corrupt)?)?,
+        step_id: text(parts.next().ok_or_else(corrupt)?)?,
+    })
+}
+
+/// The queue-head key of a tenant whose earliest entry is due at `due`: due first, so the
+/// tenants waiting longest come first.
+pub fn head_key(due: i64, tenant: &str) -> Vec<u8> {
+    let mut k = (due.max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(tenant.as_bytes());
+    k
+}
+
+/// Reads a [`head_key`] back.
+pub fn parse_head_key(k: &[u8]) -> StoreResult<(i64, String)> {
+    let corrupt = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "not a queue-head key".into(),
+    };
+    if k.len() < 9 {
+        return Err(corrupt());
+    }
+    let due = u64::from_be_bytes(k[..8].try_into().map_err(|_| corrupt())?) as i64;
+    let tenant = String::from_utf8(k[8..].to_vec()).map_err(|_| corrupt())?;
+    Ok((due, tenant))
+}
+
 /// The wait index key; entries for one (tenant, event, path, value) share a prefix.
 pub fn wait_key(w: &WaitKey) -> Vec<u8> {
     key(&[
@@ -138,6 +191,27 @@ mod tests {
         };
         assert!(queue_key(&a) < queue_key(&b));
         assert_eq!(parse_queue_key(&queue_key(&b)).unwrap(), b);
+        // Per tenant: one tenant's entries are contiguous and in due order.
+        let c = QueueEntry {
+            due: 1,
+            tenant: "ab".into(),
+            run_id: "r".into(),
+            step_id: "s".into(),
+        };
+        let a2 = QueueEntry {
+            due: 900,
+            ..b.clone()
+        };
+        assert!(tenant_queue_key(&b) < tenant_queue_key(&a2));
+        assert!(tenant_queue_key(&a2) < tenant_queue_key(&c), "tenant first");
+        for e in [&a, &b, &c, &a2] {
+            assert_eq!(&parse_tenant_queue_key(&tenant_queue_key(e)).unwrap(), e);
+        }
+        assert!(head_key(5, "z") < head_key(6, "a"));
+        assert_eq!(
+            parse_head_key(&head_key(7, "acme")).unwrap(),
+            (7, "acme".into())
+        );
         assert!(check_name("tenant", "a\0b").is_err());
     }
 }

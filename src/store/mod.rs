@@ -284,17 +284,26 @@ pub trait Store: Send + Sync + 'static {
         ops: &mut [RunOp],
         durability: Durability,
     ) -> StoreResult<Vec<Option<Run>>>;
-    /// Queue entries due at or before `now`, earliest first, skipping those `skip` names.
+    /// Up to `limit` queue entries due at or before `now`, at most `room(tenant)` of each
+    /// tenant, skipping those `skip` names. Tenants come in the order of their earliest
+    /// due entry, and each tenant's entries earliest first. A tenant without room should
+    /// cost next to nothing however deep its backlog (redb keeps a queue per tenant).
     fn due(
         &self,
         now: i64,
         limit: usize,
+        room: &dyn Fn(&str) -> usize,
         skip: &dyn Fn(&QueueEntry) -> bool,
     ) -> StoreResult<Vec<QueueEntry>>;
     /// Removes one queue entry (a stray one whose run is gone).
     fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()>;
-    /// The earliest due time in the queue, if any, not counting entries `skip` names.
-    fn next_due(&self, skip: &dyn Fn(&QueueEntry) -> bool) -> StoreResult<Option<i64>>;
+    /// The earliest due time in the queue, if any, not counting entries `skip` names nor
+    /// tenants without room.
+    fn next_due(
+        &self,
+        room: &dyn Fn(&str) -> usize,
+        skip: &dyn Fn(&QueueEntry) -> bool,
+    ) -> StoreResult<Option<i64>>;
     /// Flushes everything written so far to disk.
     fn flush(&self) -> StoreResult<()>;
 }

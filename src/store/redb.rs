@@ -2,7 +2,7 @@
 //! backend), one write transaction per state transition, and fsynced (`Immediate`) commits
 //! for durable acknowledgements.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
+use super::keys::{
+    check_name, head_key, key, parse_head_key, parse_queue_key, parse_tenant_queue_key,
+    parse_wait_key, prefix, queue_key, tenant_queue_key, wait_key,
+};
 use super::RunOp;
 use super::{
     Durability, EventBatch, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store,
@@ -42,12 +45,19 @@ const RUNS_BY_FN: Def = TableDefinition::new("runs_by_fn");
 const RUNS_BY_USER: Def = TableDefinition::new("runs_by_user");
 const RUNS_BY_STATUS: Def = TableDefinition::new("runs_by_status");
 const COUNTS: Def = TableDefinition::new("counts");
+/// The queue as it was before per-tenant queues (due first); emptied into `QUEUE_T` on open.
 const QUEUE: Def = TableDefinition::new("queue");
+/// Queue entries per tenant, in due order (`tenant_queue_key`).
+const QUEUE_T: Def = TableDefinition::new("queue_by_tenant");
+/// Each tenant with queued entries under its earliest due time (`head_key`).
+const QUEUE_HEADS: Def = TableDefinition::new("queue_heads");
+/// Each tenant's current head due time (big-endian), to find its `QUEUE_HEADS` key.
+const QUEUE_HEAD_OF: Def = TableDefinition::new("queue_head_of");
 const WAITS: Def = TableDefinition::new("waits");
 const WAIT_PATHS: Def = TableDefinition::new("wait_paths");
 const META: Def = TableDefinition::new("meta");
 
-const ALL_TABLES: [Def; 17] = [
+const ALL_TABLES: [Def; 20] = [
     EVENTS,
     IDEM,
     INBOX,
@@ -62,6 +72,9 @@ const ALL_TABLES: [Def; 17] = [
     RUNS_BY_STATUS,
     COUNTS,
     QUEUE,
+    QUEUE_T,
+    QUEUE_HEADS,
+    QUEUE_HEAD_OF,
     WAITS,
     WAIT_PATHS,
     META,
@@ -84,8 +97,99 @@ fn level(d: Durability) -> redb::Durability {
 }
 
 /// One run's read-modify-write inside a write transaction; the bool says if it changed.
+/// A write transaction's queue changes: entries go to the per-tenant queue, and each
+/// tenant touched has its head (earliest due) refreshed once, in [`QueueTx::finish`].
+struct QueueTx<'tx> {
+    queue: Table<'tx, Bytes, Bytes>,
+    touched: BTreeSet<String>,
+}
+
+impl<'tx> QueueTx<'tx> {
+    fn open(tx: &'tx WriteTransaction) -> StoreResult<Self> {
+        Ok(Self {
+            queue: open(tx, QUEUE_T)?,
+            touched: BTreeSet::new(),
+        })
+    }
+
+    fn put(&mut self, q: &QueueEntry) -> StoreResult<()> {
+        put(&mut self.queue, &tenant_queue_key(q), &[])?;
+        self.touch(&q.tenant);
+        Ok(())
+    }
+
+    fn del(&mut self, q: &QueueEntry) -> StoreResult<bool> {
+        let removed = del(&mut self.queue, &tenant_queue_key(q))?;
+        if removed {
+            self.touch(&q.tenant);
+        }
+        Ok(removed)
+    }
+
+    fn touch(&mut self, tenant: &str) {
+        if !self.touched.contains(tenant) {
+            self.touched.insert(tenant.to_string());
+        }
+    }
+
+    /// Moves each touched tenant's entry in the heads index to its earliest due time
+    /// (or removes it if the tenant has nothing queued any more).
+    fn finish(self, tx: &WriteTransaction) -> StoreResult<()> {
+        if self.touched.is_empty() {
+            return Ok(());
+        }
+        let mut heads = open(tx, QUEUE_HEADS)?;
+        let mut head_of = open(tx, QUEUE_HEAD_OF)?;
+        for t in &self.touched {
+            let first = match scan_prefix(&self.queue, &prefix(&[t.as_bytes()]))?.next() {
+                Some(e) => Some(parse_tenant_queue_key(item(e)?.0.value())?.due),
+                None => None,
+            };
+            let old = get_bytes(&head_of, t.as_bytes())?
+                .and_then(|v| v.try_into().ok().map(|b| u64::from_be_bytes(b) as i64));
+            if old == first {
+                continue;
+            }
+            if let Some(o) = old {
+                del(&mut heads, &head_key(o, t))?;
+            }
+            match first {
+                Some(d) => {
+                    put(&mut heads, &head_key(d, t), &[])?;
+                    put(&mut head_of, t.as_bytes(), &(d.max(0) as u64).to_be_bytes())?;
+                }
+                None => {
+                    del(&mut head_of, t.as_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Moves a queue kept in the old due-first layout into the per-tenant one.
+fn migrate_queue(tx: &WriteTransaction) -> StoreResult<bool> {
+    let mut old = open(tx, QUEUE)?;
+    let entries = old
+        .iter()
+        .map_err(backend)?
+        .map(|e| parse_queue_key(item(e)?.0.value()))
+        .collect::<StoreResult<Vec<_>>>()?;
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let mut q = QueueTx::open(tx)?;
+    for e in &entries {
+        q.put(e)?;
+        del(&mut old, &queue_key(e))?;
+    }
+    q.finish(tx)?;
+    Ok(true)
+}
+
 fn update_in(
     tx: &WriteTransaction,
+    queue: &mut QueueTx<'_>,
     tenant: &str,
     id: &str,
     update: &mut RunUpdate<'_>,
@@ -122,12 +226,11 @@ fn update_in(
         del(&mut by_status, &status_key(tenant, before, id))?;
         put(&mut by_status, &status_key(tenant, run.status, id), &[])?;
     }
-    let mut queue = open(tx, QUEUE)?;
     for q in &dequeue {
-        del(&mut queue, &queue_key(q))?;
+        queue.del(q)?;
     }
     for q in &enqueue {
-        put(&mut queue, &queue_key(q), &[])?;
+        queue.put(q)?;
     }
     let mut waits = open(tx, WAITS)?;
     let mut paths = open(tx, WAIT_PATHS)?;
@@ -408,6 +511,7 @@ impl RedbStore {
         for def in ALL_TABLES {
             open(&tx, def)?;
         }
+        migrate_queue(&tx)?;
         tx.commit().map_err(backend)?;
         Ok(Self {
             db,
@@ -618,7 +722,7 @@ impl Store for RedbStore {
             let mut by_user = open(tx, RUNS_BY_USER)?;
             let mut by_status = open(tx, RUNS_BY_STATUS)?;
             let mut counts = open(tx, COUNTS)?;
-            let mut queue = open(tx, QUEUE)?;
+            let mut queue = QueueTx::open(tx)?;
             let mut delayed = open(tx, DELAYED)?;
             let mut waits = open(tx, WAITS)?;
             let mut paths = open(tx, WAIT_PATHS)?;
@@ -661,7 +765,7 @@ impl Store for RedbStore {
                         &[],
                     )?;
                     for q in &change.enqueue {
-                        put(&mut queue, &queue_key(q), &[])?;
+                        queue.put(q)?;
                     }
                     apply_waits(&mut waits, &mut paths, &change.waits_add, &[])?;
                     stored.run_ids.push(run.id.clone());
@@ -670,6 +774,7 @@ impl Store for RedbStore {
                 del(&mut delayed, &delayed_key(tenant, &stored.event))?;
                 put(&mut events, &ek, &enc(&stored)?)?;
             }
+            queue.finish(tx)?;
             Ok(((), changed))
         })
     }
@@ -927,7 +1032,12 @@ impl Store for RedbStore {
     ) -> StoreResult<Option<Run>> {
         // redb has a single writer, so the read-modify-write cannot conflict and `update`
         // runs exactly once.
-        self.write(level(durability), |tx| update_in(tx, tenant, id, update))
+        self.write(level(durability), |tx| {
+            let mut queue = QueueTx::open(tx)?;
+            let out = update_in(tx, &mut queue, tenant, id, update)?;
+            queue.finish(tx)?;
+            Ok(out)
+        })
     }
 
     fn update_runs(
@@ -936,13 +1046,15 @@ impl Store for RedbStore {
         durability: Durability,
     ) -> StoreResult<Vec<Option<Run>>> {
         self.write(level(durability), |tx| {
+            let mut queue = QueueTx::open(tx)?;
             let mut out = Vec::with_capacity(ops.len());
             let mut changed = false;
             for op in ops.iter_mut() {
-                let (run, c) = update_in(tx, &op.tenant, &op.id, &mut *op.update)?;
+                let (run, c) = update_in(tx, &mut queue, &op.tenant, &op.id, &mut *op.update)?;
                 changed |= c;
                 out.push(run);
             }
+            queue.finish(tx)?;
             Ok((out, changed))
         })
     }
@@ -951,21 +1063,39 @@ impl Store for RedbStore {
         &self,
         now: i64,
         limit: usize,
+        room: &dyn Fn(&str) -> usize,
         skip: &dyn Fn(&QueueEntry) -> bool,
     ) -> StoreResult<Vec<QueueEntry>> {
+        // Tenants in the order of their earliest due entry; each gives at most the room it
+        // has, and a tenant with none costs one key, however deep its backlog.
         let tx = self.read()?;
-        let queue = open_ro(&tx, QUEUE)?;
+        let heads = open_ro(&tx, QUEUE_HEADS)?;
+        let queue = open_ro(&tx, QUEUE_T)?;
         let end = ((now.max(0) as u64) + 1).to_be_bytes();
         let mut out = Vec::new();
-        for entry in queue.range::<&[u8]>(..end.as_slice()).map_err(backend)? {
-            let (k, _) = item(entry)?;
-            let e = parse_queue_key(k.value())?;
-            if skip(&e) {
-                continue;
-            }
-            out.push(e);
+        for head in heads.range::<&[u8]>(..end.as_slice()).map_err(backend)? {
             if out.len() >= limit {
                 break;
+            }
+            let (_, tenant) = parse_head_key(item(head)?.0.value())?;
+            let want = room(&tenant).min(limit - out.len());
+            let mut taken = 0;
+            if want == 0 {
+                continue;
+            }
+            for entry in scan_prefix(&queue, &prefix(&[tenant.as_bytes()]))? {
+                let e = parse_tenant_queue_key(item(entry)?.0.value())?;
+                if e.due > now {
+                    break;
+                }
+                if skip(&e) {
+                    continue;
+                }
+                out.push(e);
+                taken += 1;
+                if taken >= want {
+                    break;
+                }
             }
         }
         Ok(out)
@@ -974,22 +1104,43 @@ impl Store for RedbStore {
     fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()> {
         // Drops a stray entry; if the removal is lost in a crash, it is dropped again.
         self.write(LAZY, |tx| {
-            let removed = del(&mut open(tx, QUEUE)?, &queue_key(entry))?;
+            let mut queue = QueueTx::open(tx)?;
+            let removed = queue.del(entry)?;
+            queue.finish(tx)?;
             Ok(((), removed))
         })
     }
 
-    fn next_due(&self, skip: &dyn Fn(&QueueEntry) -> bool) -> StoreResult<Option<i64>> {
+    fn next_due(
+        &self,
+        room: &dyn Fn(&str) -> usize,
+        skip: &dyn Fn(&QueueEntry) -> bool,
+    ) -> StoreResult<Option<i64>> {
         let tx = self.read()?;
-        let queue = open_ro(&tx, QUEUE)?;
-        for entry in queue.iter().map_err(backend)? {
-            let (k, _) = item(entry)?;
-            let e = parse_queue_key(k.value())?;
-            if !skip(&e) {
-                return Ok(Some(e.due));
+        let heads = open_ro(&tx, QUEUE_HEADS)?;
+        let queue = open_ro(&tx, QUEUE_T)?;
+        let mut best: Option<i64> = None;
+        for head in heads.iter().map_err(backend)? {
+            let (due, tenant) = parse_head_key(item(head)?.0.value())?;
+            // Heads are in due order: no later tenant can beat what was found.
+            if best.is_some_and(|b| due >= b) {
+                break;
+            }
+            if room(&tenant) == 0 {
+                continue;
+            }
+            for entry in scan_prefix(&queue, &prefix(&[tenant.as_bytes()]))? {
+                let e = parse_tenant_queue_key(item(entry)?.0.value())?;
+                if best.is_some_and(|b| e.due >= b) {
+                    break;
+                }
+                if !skip(&e) {
+                    best = Some(e.due);
+                    break;
+                }
             }
         }
-        Ok(None)
+        Ok(best)
     }
 
     fn flush(&self) -> StoreResult<()> {
@@ -1015,5 +1166,52 @@ mod tests {
         super::super::conformance::survives_reopen(&|| {
             Box::new(super::RedbStore::open(dir.path()).unwrap())
         });
+    }
+
+    #[test]
+    fn a_queue_in_the_old_layout_is_moved_to_per_tenant_queues_on_open() {
+        use super::*;
+        use redb::ReadableTableMetadata;
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<QueueEntry> = [("b", 7), ("a", 9), ("b", 3)]
+            .iter()
+            .map(|(t, due)| QueueEntry {
+                due: *due,
+                tenant: t.to_string(),
+                run_id: format!("r{due}"),
+                step_id: "s".into(),
+            })
+            .collect();
+        {
+            // A data directory written before per-tenant queues: due-first keys only.
+            let s = RedbStore::open(dir.path()).unwrap();
+            let tx = s.db.begin_write().unwrap();
+            {
+                let mut old = open(&tx, QUEUE).unwrap();
+                for e in &entries {
+                    put(&mut old, &queue_key(e), &[]).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let s = RedbStore::open(dir.path()).unwrap();
+        let all = |_: &str| 10;
+        let got = s.due(100, 10, &all, &|_| false).unwrap();
+        let mut want = entries.clone();
+        want.sort_by_key(|e| (e.tenant != "b", e.due));
+        assert_eq!(
+            got, want,
+            "tenant b (earliest head) first, each in due order"
+        );
+        assert_eq!(
+            s.next_due(&|t| (t == "a") as usize, &|_| false).unwrap(),
+            Some(9)
+        );
+        let tx = s.read().unwrap();
+        assert_eq!(
+            open_ro(&tx, QUEUE).unwrap().len().unwrap(),
+            0,
+            "old table emptied"
+        );
     }
 }

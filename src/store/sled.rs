@@ -1,7 +1,7 @@
 //! The embedded backend on sled: one tree per record kind, multi-tree transactions for
 //! atomic state transitions, and an explicit flush (fsync) for durable acknowledgements.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -762,16 +762,24 @@ impl Store for SledStore {
         &self,
         now: i64,
         limit: usize,
+        room: &dyn Fn(&str) -> usize,
         skip: &dyn Fn(&QueueEntry) -> bool,
     ) -> StoreResult<Vec<QueueEntry>> {
+        // One due-ordered queue: a tenant without room is passed over entry by entry
+        // (redb, the default store, keeps a queue per tenant instead).
         let end = ((now.max(0) as u64) + 1).to_be_bytes();
         let mut out = Vec::new();
+        let mut left: HashMap<String, usize> = HashMap::new();
         for item in self.queue.range(..end.as_slice()) {
             let (k, _) = item.map_err(backend)?;
             let e = parse_queue_key(&k)?;
-            if skip(&e) {
+            let n = left
+                .entry(e.tenant.clone())
+                .or_insert_with(|| room(&e.tenant));
+            if *n == 0 || skip(&e) {
                 continue;
             }
+            *n -= 1;
             out.push(e);
             if out.len() >= limit {
                 break;
@@ -785,11 +793,15 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn next_due(&self, skip: &dyn Fn(&QueueEntry) -> bool) -> StoreResult<Option<i64>> {
+    fn next_due(
+        &self,
+        room: &dyn Fn(&str) -> usize,
+        skip: &dyn Fn(&QueueEntry) -> bool,
+    ) -> StoreResult<Option<i64>> {
         for item in self.queue.iter() {
             let (k, _) = item.map_err(backend)?;
             let e = parse_queue_key(&k)?;
-            if !skip(&e) {
+            if room(&e.tenant) > 0 && !skip(&e) {
                 return Ok(Some(e.due));
             }
         }

@@ -1,0 +1,246 @@
+//! Noisy neighbour: `weir serve` with two tenants. "noisy" may run 2 steps at once and
+//! has a deep backlog (N events of a two-step function, sent in batches of 100); "quiet"
+//! then sends M events one per request, 8 in flight. Prints how quiet fares while noisy's
+//! backlog sits in the queue: events/s, runs/s, event→done p50/p99, and the server's CPU
+//! per 1,000 quiet runs (the cost of passing over noisy's backlog shows up here).
+//!
+//! `cargo bench --bench noisy` (WEIR_NOISY_BACKLOG, default 20,000; WEIR_NOISY_QUIET,
+//! default 2,000; WEIR_LOAD_BIN drives another build). Under `cargo test` it runs small.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const TENANTS: &str = r#"
+[[tenants]]
+id = "noisy"
+event_keys = ["evt_noisy"]
+api_keys = ["api_noisy"]
+max_concurrent_steps = 2
+
+[[tenants]]
+id = "quiet"
+event_keys = ["evt_quiet"]
+api_keys = ["api_quiet"]
+"#;
+
+fn env_or(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("guest-examples/out")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} missing: run guest-examples/build.sh",
+        p.display()
+    );
+    p
+}
+
+// The caller kills and waits for the child at the end.
+#[allow(clippy::zombie_processes)]
+fn start(dir: &Path) -> (Child, String) {
+    let config = dir.join("weir.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n{TENANTS}", data.display().to_string()),
+    )
+    .unwrap();
+    let bin = std::env::var("WEIR_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").into());
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
+            panic!("weir exited before it was ready: {:?}", child.wait());
+        }
+        if let Some(rest) = line.split("API http://").nth(1) {
+            let url = format!("http://{}", rest.split('/').next().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            return (child, url);
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+fn call(agent: &ureq::Agent, method: &str, url: &str, key: &str, body: Option<&[u8]>) -> Value {
+    let auth = format!("Bearer {key}");
+    let mut r = match (method, body) {
+        ("PUT", Some(b)) => agent.put(url).header("Authorization", &auth).send(b),
+        ("POST", Some(b)) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b),
+        _ => agent.get(url).header("Authorization", &auth).call(),
+    }
+    .unwrap();
+    let status = r.status();
+    let v: Value = r
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_json()
+        .unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {url}: {status} {v}");
+    v
+}
+
+/// Uploads the guests and deploys the two-step function for one tenant.
+fn deploy(agent: &ureq::Agent, url: &str, api_key: &str) {
+    let mut steps = serde_json::Map::new();
+    for (name, after) in [("hello", None), ("shout", Some("hello"))] {
+        let bytes = std::fs::read(guest(name)).unwrap();
+        let sha = hex::encode(Sha256::digest(&bytes));
+        call(
+            agent,
+            "PUT",
+            &format!("{url}/v1/components/{sha}"),
+            api_key,
+            Some(&bytes),
+        );
+        let mut step = json!({"path": format!("sha256:{sha}")});
+        if let Some(a) = after {
+            step["after"] = json!([{"step": a}]);
+        }
+        steps.insert(name.into(), step);
+    }
+    let def = json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": steps});
+    call(
+        agent,
+        "POST",
+        &format!("{url}/v1/functions"),
+        api_key,
+        Some(def.to_string().as_bytes()),
+    );
+}
+
+fn completed(agent: &ureq::Agent, url: &str, api_key: &str) -> u64 {
+    let f = call(
+        agent,
+        "GET",
+        &format!("{url}/v1/functions/two-step"),
+        api_key,
+        None,
+    );
+    f["runs"]["completed"].as_u64().unwrap_or(0)
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let backlog = env_or("WEIR_NOISY_BACKLOG", if bench { 20_000 } else { 400 });
+    let quiet = env_or("WEIR_NOISY_QUIET", if bench { 2_000 } else { 50 });
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, url) = start(tmp.path());
+    let pid = child.id();
+    let a = agent();
+    deploy(&a, &url, "api_noisy");
+    deploy(&a, &url, "api_quiet");
+
+    // The noisy tenant's backlog: far more than its 2 steps at a time can drain soon.
+    for i in 0..backlog.div_ceil(100) {
+        let n = 100.min(backlog - i * 100);
+        let body: Vec<Value> = (0..n)
+            .map(|k| json!({"name": "load/go", "data": {"n": i * 100 + k}}))
+            .collect();
+        call(
+            &a,
+            "POST",
+            &format!("{url}/e"),
+            "evt_noisy",
+            Some(json!(body).to_string().as_bytes()),
+        );
+    }
+
+    let cpu0 = util::proc_cpu_secs(pid);
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let (next, url) = (next.clone(), url.clone());
+            std::thread::spawn(move || {
+                let a = agent();
+                while next.fetch_add(1, Ordering::Relaxed) < quiet {
+                    let ev = json!({"name": "load/go", "data": {"q": 1}}).to_string();
+                    call(
+                        &a,
+                        "POST",
+                        &format!("{url}/e"),
+                        "evt_quiet",
+                        Some(ev.as_bytes()),
+                    );
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let sent = started.elapsed();
+    while completed(&a, &url, "api_quiet") < quiet as u64 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let done = started.elapsed();
+    let cpu = util::proc_cpu_secs(pid) - cpu0;
+    let noisy_done = completed(&a, &url, "api_noisy");
+
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut q = format!("{url}/v1/runs?function=two-step&limit=1000");
+        if let Some(c) = &cursor {
+            q.push_str(&format!("&cursor={c}"));
+        }
+        let page = call(&a, "GET", &q, "api_quiet", None);
+        for r in page["data"].as_array().unwrap() {
+            let (ts, end) = (
+                r["event_ts"].as_i64().unwrap(),
+                r["ended_at"].as_i64().unwrap(),
+            );
+            hist.record((end - ts).max(1) as u64).unwrap();
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.into()),
+            None => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "noisy backlog {backlog} (cap 2), quiet {quiet} unbatched: {:>5} ev/s accepted {:>5} runs/s done | quiet event→done p50 {} p99 {} max {} ms | {:.2} CPU-s/1k quiet runs | noisy runs done meanwhile {noisy_done}",
+        (quiet as f64 / sent.as_secs_f64()) as u64,
+        (quiet as f64 / done.as_secs_f64()) as u64,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.max(),
+        cpu * 1000.0 / quiet as f64,
+    );
+}
