@@ -570,7 +570,14 @@ fn settle(f: &Function, run: &mut Run, now: i64, change: &mut RunChange) {
                 .max()
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            let due = now + sleep;
+            // A step ready now is queued as of its run's start: within a tenant the
+            // oldest runs' steps go first, so under a backlog runs finish depth-first
+            // instead of every run's first step going before any run's second.
+            let due = if sleep > 0 {
+                now + sleep
+            } else {
+                now.min(run.created_at)
+            };
             let st = &mut run.steps[i];
             st.queued = Some(due);
             if sleep > 0 {
@@ -654,6 +661,41 @@ mod tests {
             "claimable"
         );
         complete(f, run, i, result, None, 200, 0.5).expect("running")
+    }
+
+    #[test]
+    fn an_older_runs_next_step_queues_ahead_of_a_younger_runs_first() {
+        let f = function(
+            json!({"a": {"path": SHA}, "b": {"path": SHA, "after": [{"step": "a"}]},
+            "c": {"path": SHA, "after": [{"step": "a", "wait": "1s"}]}}),
+        );
+        let ev = parse_batch(br#"{"name":"e"}"#, 1).unwrap().remove(0);
+        let (mut old, _) = new_run(&f, "t", "old".into(), &ev, 100);
+        let (_, young) = new_run(&f, "t", "young".into(), &ev, 5_000);
+        // The old run's first step finishes long after the young run was queued.
+        let a = f.step_index("a").unwrap();
+        assert!(matches!(
+            on_due(&f, &mut old, a, 100, 6_000),
+            Due::Execute(_)
+        ));
+        let c = complete(
+            &f,
+            &mut old,
+            a,
+            StepResult::Completed(json!(1)),
+            None,
+            7_000,
+            0.5,
+        )
+        .unwrap();
+        let due = |id: &str| c.enqueue.iter().find(|q| q.step_id == id).unwrap().due;
+        assert_eq!(due("b"), 100, "queued as of its run's start");
+        assert!(
+            due("b") < young.enqueue[0].due,
+            "ahead of the younger run's first step"
+        );
+        // A sleep still counts from now.
+        assert_eq!(due("c"), 8_000);
     }
 
     #[test]
