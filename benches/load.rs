@@ -13,7 +13,7 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,33 +31,14 @@ struct Scenario {
     store: String,
 }
 
-fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("guest-examples/out")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} missing: run guest-examples/build.sh",
-        p.display()
-    );
-    p
-}
-
 // The child goes back to the caller, which kills and waits for it after the scenario.
 #[allow(clippy::zombie_processes)]
 fn start(dir: &Path, store: &str) -> (Child, String) {
     let functions = dir.join("functions");
     std::fs::create_dir_all(&functions).unwrap();
     let def = json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": {
-        "hello": {"path": format!("file://{}", guest("hello").display())},
-        "shout": {"path": format!("file://{}", guest("shout").display()), "after": [{"step": "hello"}]}}});
+        "hello": {"path": format!("file://{}", util::guest("hello").display())},
+        "shout": {"path": format!("file://{}", util::guest("shout").display()), "after": [{"step": "hello"}]}}});
     std::fs::write(functions.join("two-step.json"), def.to_string()).unwrap();
     // WEIR_LOAD_BIN: another build of weir, for A/B comparisons on a noisy machine.
     let bin = std::env::var("WEIR_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").into());
@@ -75,20 +56,8 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
-            let status = child.wait();
-            panic!("weir exited before it was ready: {status:?}");
-        }
-        if let Some(rest) = line.split("API http://").nth(1) {
-            let url = format!("http://{}", rest.split('/').next().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-            return (child, url);
-        }
-    }
+    let url = util::api_url(&mut child);
+    (child, url)
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -102,15 +71,8 @@ fn peak_rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-}
-
 fn get(url: &str) -> Value {
-    agent()
+    util::agent()
         .get(url)
         .call()
         .unwrap()
@@ -135,7 +97,7 @@ fn run(s: &Scenario) {
             let (next, url) = (next.clone(), url.clone());
             let (batch, events, rate) = (s.batch, s.events, s.rate);
             std::thread::spawn(move || {
-                let agent = agent();
+                let agent = util::agent();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= requests {
@@ -263,9 +225,9 @@ fn run(s: &Scenario) {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let store: String = env_or("WEIR_LOAD_STORE", "redb".to_string());
-    let events = env_or("WEIR_LOAD_EVENTS", if bench { 2000 } else { 100 });
-    let conc = env_or("WEIR_LOAD_CONCURRENCY", 32usize);
+    let store: String = util::env_or("WEIR_LOAD_STORE", "redb".to_string());
+    let events = util::env_or("WEIR_LOAD_EVENTS", if bench { 2000 } else { 100 });
+    let conc = util::env_or("WEIR_LOAD_CONCURRENCY", 32usize);
     let scenarios: Vec<Scenario> = match (
         std::env::var("WEIR_LOAD_BATCH").ok(),
         std::env::var("WEIR_LOAD_RATE").ok(),

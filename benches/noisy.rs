@@ -9,7 +9,7 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,25 +32,6 @@ event_keys = ["evt_quiet"]
 api_keys = ["api_quiet"]
 "#;
 
-fn env_or(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("guest-examples/out")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} missing: run guest-examples/build.sh",
-        p.display()
-    );
-    p
-}
-
 // The caller kills and waits for the child at the end.
 #[allow(clippy::zombie_processes)]
 fn start(dir: &Path) -> (Child, String) {
@@ -69,26 +50,8 @@ fn start(dir: &Path) -> (Child, String) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
-            panic!("weir exited before it was ready: {:?}", child.wait());
-        }
-        if let Some(rest) = line.split("API http://").nth(1) {
-            let url = format!("http://{}", rest.split('/').next().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-            return (child, url);
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
+    let url = util::api_url(&mut child);
+    (child, url)
 }
 
 fn call(agent: &ureq::Agent, method: &str, url: &str, key: &str, body: Option<&[u8]>) -> Value {
@@ -118,7 +81,7 @@ fn call(agent: &ureq::Agent, method: &str, url: &str, key: &str, body: Option<&[
 fn deploy(agent: &ureq::Agent, url: &str, api_key: &str) {
     let mut steps = serde_json::Map::new();
     for (name, after) in [("hello", None), ("shout", Some("hello"))] {
-        let bytes = std::fs::read(guest(name)).unwrap();
+        let bytes = std::fs::read(util::guest(name)).unwrap();
         let sha = hex::encode(Sha256::digest(&bytes));
         call(
             agent,
@@ -156,12 +119,12 @@ fn completed(agent: &ureq::Agent, url: &str, api_key: &str) -> u64 {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let backlog = env_or("WEIR_NOISY_BACKLOG", if bench { 20_000 } else { 400 });
-    let quiet = env_or("WEIR_NOISY_QUIET", if bench { 2_000 } else { 50 });
+    let backlog: usize = util::env_or("WEIR_NOISY_BACKLOG", if bench { 20_000 } else { 400 });
+    let quiet: usize = util::env_or("WEIR_NOISY_QUIET", if bench { 2_000 } else { 50 });
     let tmp = tempfile::tempdir().unwrap();
     let (mut child, url) = start(tmp.path());
     let pid = child.id();
-    let a = agent();
+    let a = util::agent();
     deploy(&a, &url, "api_noisy");
     deploy(&a, &url, "api_quiet");
 
@@ -187,7 +150,7 @@ fn main() {
         .map(|_| {
             let (next, url) = (next.clone(), url.clone());
             std::thread::spawn(move || {
-                let a = agent();
+                let a = util::agent();
                 while next.fetch_add(1, Ordering::Relaxed) < quiet {
                     let ev = json!({"name": "load/go", "data": {"q": 1}}).to_string();
                     call(

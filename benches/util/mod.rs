@@ -1,6 +1,7 @@
 //! Helpers shared by the bench targets.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Child;
 
 /// Bytes of every file under `p`.
 #[allow(dead_code)] // not every bench target measures disk
@@ -37,4 +38,55 @@ pub fn proc_cpu_secs(pid: u32) -> f64 {
             .and_then(|s| s.parse::<f64>().ok())
             .unwrap_or(0.0);
     ticks / 100.0
+}
+
+/// An environment knob, or `d` if unset or unparsable.
+#[allow(dead_code)]
+pub fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+/// A guest built by `guest-examples/build.sh`.
+#[allow(dead_code)]
+pub fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("guest-examples/out")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} missing: run guest-examples/build.sh",
+        p.display()
+    );
+    p
+}
+
+/// An HTTP client that reports statuses instead of failing on them.
+#[allow(dead_code)]
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// Waits for a started `weir dev`/`serve` (stdout piped) to print its API address and
+/// returns it; the rest of its output is drained in the background.
+#[allow(dead_code)]
+pub fn api_url(child: &mut Child) -> String {
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
+            panic!("weir exited before it was ready: {:?}", child.wait());
+        }
+        if let Some(rest) = line.split("API http://").nth(1) {
+            let url = format!("http://{}", rest.split('/').next().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            return url;
+        }
+    }
 }
