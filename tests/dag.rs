@@ -164,3 +164,37 @@ fn runs_list_filters_and_pages() {
     assert_eq!(f["runs"]["completed"], 5);
     assert_eq!(f["runs"]["running"], 0);
 }
+
+#[test]
+fn under_load_every_step_runs_exactly_once() {
+    let s = Server::start();
+    s.deploy_ok(
+        json!({"id": "pair", "triggers": [{"event": "load/pair"}], "steps": {
+            "hello": {"path": "guest:hello"},
+            "shout": {"path": "guest:shout", "after": [{"step": "hello"}]}
+        }}),
+    );
+    // 300 runs arriving together: steps finish while the dispatcher is scanning, which is
+    // when a finished step could be picked up again.
+    let batch: Vec<_> = (0..300)
+        .map(|i| json!({"name": "load/pair", "data": {"name": format!("n{i}")}}))
+        .collect();
+    let (st, body) = s.post(&format!("/e/{}", s.event_key), &json!(batch));
+    assert_eq!(st, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, f) = s.get("/v1/functions/pair");
+        if f["runs"]["completed"] == 300 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{f:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (_, metrics) = s.get("/metrics");
+    let text = metrics.as_str().unwrap();
+    let executed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_steps_executed_total "))
+        .unwrap();
+    assert_eq!(executed, "600", "two steps per run, none twice:\n{text}");
+}

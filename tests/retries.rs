@@ -88,7 +88,8 @@ fn an_executing_step_shows_as_running_in_the_api() {
         "slow",
         "slow",
         "spin",
-        json!({"limits": {"timeout": "1500ms"}, "retries": {"attempts": 0}}),
+        // Long enough that a slow machine still polls it mid-step.
+        json!({"limits": {"timeout": "4s"}, "retries": {"attempts": 0}}),
     ));
     let id = s.send(json!({"name": "slow"}));
     let run_id = s.runs_of(&id).remove(0);

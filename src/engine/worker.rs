@@ -44,6 +44,9 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
             } else {
                 None
             };
+            // Each run is read after `due` has checked its entry is not executing: a step
+            // that just finished released its entry only after its result was committed,
+            // so this read sees that result and the entry is found stale, not re-run.
             let due: Vec<_> = due
                 .into_iter()
                 .map(|q| {
