@@ -156,6 +156,12 @@ pub struct RunOp {
     pub update: Box<RunUpdate<'static>>,
 }
 
+/// How many due entries each of `tenants` tenants gets before any gets more, out of
+/// `limit` (see [`Store::due`]).
+pub(crate) fn fair_share(limit: usize, tenants: usize) -> usize {
+    limit.div_ceil(tenants.max(1)).max(1)
+}
+
 /// One tenant's events for [`Store::append_batches`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventBatch {
@@ -178,22 +184,15 @@ pub trait Store: Send + Sync + 'static {
         events: &[Event],
         now: i64,
     ) -> StoreResult<Vec<Option<String>>>;
-    /// Several tenants' appends, as [`Store::append_events`] does each in turn (a key
-    /// repeated in a later batch is a duplicate of the earlier one); flushed before
-    /// returning if `durability` is `Durable`. Returns each batch's answer. Each batch is
-    /// atomic; the default calls `append_events` per batch, a backend may commit all in
-    /// one write (redb does: one commit, one fsync for the lot).
+    /// Several tenants' appends in one atomic write — all of them or none — as
+    /// [`Store::append_events`] does each in turn (a key repeated in a later batch is a
+    /// duplicate of the earlier one); flushed before returning if `durability` is
+    /// `Durable`. Returns each batch's answer.
     fn append_batches(
         &self,
         batches: &[EventBatch],
         durability: Durability,
-    ) -> StoreResult<Vec<Vec<Option<String>>>> {
-        let _ = durability; // each append below is durable on its own
-        batches
-            .iter()
-            .map(|b| self.append_events(&b.tenant, &b.events, b.now))
-            .collect()
-    }
+    ) -> StoreResult<Vec<Vec<Option<String>>>>;
     /// One stored event.
     fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>>;
     /// Events, newest first, optionally of one name.
@@ -278,6 +277,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies several run updates, in order, in one atomic write (one fsync if
     /// `durability` is `Durable`); a later op on the same run sees the earlier ones.
+    /// A `Durable` call returns with everything written before it on disk, even if these
+    /// updates changed nothing.
     /// Returns each run as written or found (`None` if missing).
     fn update_runs(
         &self,
@@ -285,9 +286,12 @@ pub trait Store: Send + Sync + 'static {
         durability: Durability,
     ) -> StoreResult<Vec<Option<Run>>>;
     /// Up to `limit` queue entries due at or before `now`, at most `room(tenant)` of each
-    /// tenant, skipping those `skip` names. Tenants come in the order of their earliest
-    /// due entry, and each tenant's entries earliest first. A tenant without room should
-    /// cost next to nothing however deep its backlog (redb keeps a queue per tenant).
+    /// tenant, skipping those `skip` names; each tenant's entries earliest first, and the
+    /// earliest due entry of a tenant with room always among them. redb, the default,
+    /// keeps a queue per tenant: a tenant without room costs it one key however deep its
+    /// backlog, and each tenant with work due gets a fair share of `limit` before any
+    /// gets more (then tenants in the order of their earliest entry). sled scans one
+    /// due-ordered queue and serves entries in due order.
     fn due(
         &self,
         now: i64,

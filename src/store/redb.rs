@@ -96,7 +96,6 @@ fn level(d: Durability) -> redb::Durability {
     }
 }
 
-/// One run's read-modify-write inside a write transaction; the bool says if it changed.
 /// A write transaction's queue changes: entries go to the per-tenant queue, and each
 /// tenant touched has its head (earliest due) refreshed once, in [`QueueTx::finish`].
 struct QueueTx<'tx> {
@@ -187,6 +186,7 @@ fn migrate_queue(tx: &WriteTransaction) -> StoreResult<bool> {
     Ok(true)
 }
 
+/// One run's read-modify-write inside a write transaction; the bool says if it changed.
 fn update_in(
     tx: &WriteTransaction,
     queue: &mut QueueTx<'_>,
@@ -550,6 +550,11 @@ impl RedbStore {
             }
         } else {
             tx.abort().map_err(backend)?;
+            // Nothing to write, but a durable call still promises that everything
+            // committed before it is on disk (the writer acknowledges events on that).
+            if durable {
+                self.barrier(self.commits.load(Ordering::SeqCst))?;
+            }
         }
         Ok(out)
     }
@@ -1066,35 +1071,50 @@ impl Store for RedbStore {
         room: &dyn Fn(&str) -> usize,
         skip: &dyn Fn(&QueueEntry) -> bool,
     ) -> StoreResult<Vec<QueueEntry>> {
-        // Tenants in the order of their earliest due entry; each gives at most the room it
-        // has, and a tenant with none costs one key, however deep its backlog.
+        // The tenants with work due and room to run it, oldest head first; a tenant with
+        // no room costs one key, however deep its backlog.
         let tx = self.read()?;
         let heads = open_ro(&tx, QUEUE_HEADS)?;
         let queue = open_ro(&tx, QUEUE_T)?;
         let end = ((now.max(0) as u64) + 1).to_be_bytes();
-        let mut out = Vec::new();
+        let mut tenants = Vec::new();
         for head in heads.range::<&[u8]>(..end.as_slice()).map_err(backend)? {
-            if out.len() >= limit {
-                break;
-            }
             let (_, tenant) = parse_head_key(item(head)?.0.value())?;
-            let want = room(&tenant).min(limit - out.len());
-            let mut taken = 0;
-            if want == 0 {
-                continue;
+            let r = room(&tenant);
+            if r > 0 {
+                tenants.push((tenant, r));
             }
-            for entry in scan_prefix(&queue, &prefix(&[tenant.as_bytes()]))? {
-                let e = parse_tenant_queue_key(item(entry)?.0.value())?;
-                if e.due > now {
-                    break;
-                }
-                if skip(&e) {
+        }
+        // First a fair share each, so that a tenant whose old runs are resuming does
+        // not crowd out the others; then what is left, in the same order.
+        let share = super::fair_share(limit, tenants.len());
+        let mut taken = vec![0usize; tenants.len()];
+        let mut out = Vec::new();
+        for first_pass in [true, false] {
+            for (i, (tenant, r)) in tenants.iter().enumerate() {
+                let cap = if first_pass { share.min(*r) } else { *r };
+                if out.len() >= limit || taken[i] >= cap {
                     continue;
                 }
-                out.push(e);
-                taken += 1;
-                if taken >= want {
-                    break;
+                let mut passed = 0;
+                for entry in scan_prefix(&queue, &prefix(&[tenant.as_bytes()]))? {
+                    let e = parse_tenant_queue_key(item(entry)?.0.value())?;
+                    if e.due > now {
+                        break;
+                    }
+                    if skip(&e) {
+                        continue;
+                    }
+                    // The first `taken[i]` are already out (from the first pass).
+                    passed += 1;
+                    if passed <= taken[i] {
+                        continue;
+                    }
+                    out.push(e);
+                    taken[i] += 1;
+                    if taken[i] >= cap || out.len() >= limit {
+                        break;
+                    }
                 }
             }
         }
@@ -1144,8 +1164,9 @@ impl Store for RedbStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
-        // An empty `Immediate` commit makes every earlier non-durable commit durable.
-        self.barrier(self.commits.load(Ordering::SeqCst) + 1)
+        // An empty `Immediate` commit makes every earlier non-durable commit durable; none
+        // is needed if every commit so far is durable already.
+        self.barrier(self.commits.load(Ordering::SeqCst))
     }
 }
 
@@ -1166,6 +1187,52 @@ mod tests {
         super::super::conformance::survives_reopen(&|| {
             Box::new(super::RedbStore::open(dir.path()).unwrap())
         });
+    }
+
+    #[test]
+    fn tenants_with_work_due_each_get_a_fair_share_first() {
+        use super::*;
+        let s = RedbStore::temporary().unwrap();
+        // "old" has 50 steps of long-started runs queued (due 1..=50); "new" two (90, 95).
+        s.write(DURABLE, |tx| {
+            let mut q = QueueTx::open(tx)?;
+            for (tenant, due) in (1..=50)
+                .map(|d| ("old", d))
+                .chain([("new", 90), ("new", 95)])
+            {
+                q.put(&QueueEntry {
+                    due,
+                    tenant: tenant.into(),
+                    run_id: format!("r{due}"),
+                    step_id: "s".into(),
+                })?;
+            }
+            q.finish(tx)?;
+            Ok(((), true))
+        })
+        .unwrap();
+        let of = |v: &[QueueEntry], t: &str| -> Vec<i64> {
+            v.iter().filter(|e| e.tenant == t).map(|e| e.due).collect()
+        };
+        let got = s.due(100, 4, &|_| 10, &|_| false).unwrap();
+        assert_eq!(
+            (of(&got, "old"), of(&got, "new")),
+            (vec![1, 2], vec![90, 95])
+        );
+        // What a tenant leaves of its share goes to the others, oldest head first.
+        let got = s.due(100, 6, &|_| 10, &|_| false).unwrap();
+        assert_eq!(
+            (of(&got, "old"), of(&got, "new")),
+            (vec![1, 2, 3, 4], vec![90, 95])
+        );
+        let got = s
+            .due(100, 4, &|t| (t == "old") as usize * 10, &|_| false)
+            .unwrap();
+        assert_eq!(
+            of(&got, "old"),
+            vec![1, 2, 3, 4],
+            "a tenant without room gives way"
+        );
     }
 
     #[test]

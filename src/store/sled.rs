@@ -13,8 +13,8 @@ use sled::{Transactional, Tree};
 use super::keys::{check_name, key, parse_queue_key, parse_wait_key, prefix, queue_key, wait_key};
 use super::RunOp;
 use super::{
-    Durability, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store, StoreError,
-    StoreResult, StoredEvent,
+    Durability, EventBatch, FunctionRecord, Ingested, Page, RunChange, RunFilter, RunUpdate, Store,
+    StoreError, StoreResult, StoredEvent,
 };
 use crate::event::Event;
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
@@ -273,6 +273,66 @@ impl SledStore {
             .rev()
             .map(|r| r.map_err(backend))
     }
+    /// Appends several tenants' events in one transaction (all or nothing), flushing if
+    /// `durable`.
+    fn append_all(
+        &self,
+        batches: &[(&str, &[Event], i64)],
+        durable: bool,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        for (tenant, _, _) in batches {
+            check_name("tenant", tenant)?;
+        }
+        let trees: &[&Tree] = &[&self.events, &self.idem, &self.inbox, &self.delayed];
+        let result = trees
+            .transaction(|t| {
+                let mut all = Vec::with_capacity(batches.len());
+                for &(tenant, events, now) in batches {
+                    let mut out = Vec::with_capacity(events.len());
+                    // Keys repeated inside one batch also count as duplicates.
+                    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+                    for ev in events {
+                        let mut duplicate_of = None;
+                        if let Some(k) = &ev.idempotency_key {
+                            let ik = key(&[tenant.as_bytes(), k.as_bytes()]);
+                            if let Some(first) = seen.get(k.as_str()) {
+                                duplicate_of = Some(first.to_string());
+                            } else if let Some(prev) = t[1].get(&ik)? {
+                                duplicate_of = Some(String::from_utf8_lossy(&prev).into_owned());
+                            } else {
+                                t[1].insert(ik, ev.id.as_bytes())?;
+                                seen.insert(k, &ev.id);
+                            }
+                        }
+                        let stored = StoredEvent {
+                            event: ev.clone(),
+                            run_ids: Vec::new(),
+                            ingested: duplicate_of.is_some(),
+                            duplicate_of: duplicate_of.clone(),
+                        };
+                        t[0].insert(
+                            key(&[tenant.as_bytes(), ev.id.as_bytes()]),
+                            enc(&stored).map_err(abort)?,
+                        )?;
+                        if duplicate_of.is_none() {
+                            if ev.ts > now {
+                                t[3].insert(delayed_key(tenant, ev), &[])?;
+                            } else {
+                                t[2].insert(key(&[ev.id.as_bytes(), tenant.as_bytes()]), &[])?;
+                            }
+                        }
+                        out.push(duplicate_of);
+                    }
+                    all.push(out);
+                }
+                Ok(all)
+            })
+            .map_err(tx_err)?;
+        if durable {
+            self.db.flush().map_err(backend)?;
+        }
+        Ok(result)
+    }
 }
 
 impl Store for SledStore {
@@ -282,50 +342,20 @@ impl Store for SledStore {
         events: &[Event],
         now: i64,
     ) -> StoreResult<Vec<Option<String>>> {
-        check_name("tenant", tenant)?;
-        let trees: &[&Tree] = &[&self.events, &self.idem, &self.inbox, &self.delayed];
-        let result = trees
-            .transaction(|t| {
-                let mut out = Vec::with_capacity(events.len());
-                // Keys repeated inside one batch also count as duplicates.
-                let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-                for ev in events {
-                    let mut duplicate_of = None;
-                    if let Some(k) = &ev.idempotency_key {
-                        let ik = key(&[tenant.as_bytes(), k.as_bytes()]);
-                        if let Some(first) = seen.get(k.as_str()) {
-                            duplicate_of = Some(first.to_string());
-                        } else if let Some(prev) = t[1].get(&ik)? {
-                            duplicate_of = Some(String::from_utf8_lossy(&prev).into_owned());
-                        } else {
-                            t[1].insert(ik, ev.id.as_bytes())?;
-                            seen.insert(k, &ev.id);
-                        }
-                    }
-                    let stored = StoredEvent {
-                        event: ev.clone(),
-                        run_ids: Vec::new(),
-                        ingested: duplicate_of.is_some(),
-                        duplicate_of: duplicate_of.clone(),
-                    };
-                    t[0].insert(
-                        key(&[tenant.as_bytes(), ev.id.as_bytes()]),
-                        enc(&stored).map_err(abort)?,
-                    )?;
-                    if duplicate_of.is_none() {
-                        if ev.ts > now {
-                            t[3].insert(delayed_key(tenant, ev), &[])?;
-                        } else {
-                            t[2].insert(key(&[ev.id.as_bytes(), tenant.as_bytes()]), &[])?;
-                        }
-                    }
-                    out.push(duplicate_of);
-                }
-                Ok(out)
-            })
-            .map_err(tx_err)?;
-        self.db.flush().map_err(backend)?;
-        Ok(result)
+        let mut out = self.append_all(&[(tenant, events, now)], true)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    fn append_batches(
+        &self,
+        batches: &[EventBatch],
+        durability: Durability,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        let all: Vec<(&str, &[Event], i64)> = batches
+            .iter()
+            .map(|b| (b.tenant.as_str(), b.events.as_slice(), b.now))
+            .collect();
+        self.append_all(&all, durability == Durability::Durable)
     }
 
     fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>> {
@@ -726,7 +756,8 @@ impl Store for SledStore {
             .run_trees()
             .transaction(|t| update_in(t, tenant, id, &mut **update.borrow_mut()))
             .map_err(tx_err)?;
-        if out.1 && durability == Durability::Durable {
+        // Durable even when nothing changed: earlier lazy writes are then on disk too.
+        if durability == Durability::Durable {
             self.db.flush().map_err(backend)?;
         }
         Ok(out.0)
@@ -738,7 +769,7 @@ impl Store for SledStore {
         durability: Durability,
     ) -> StoreResult<Vec<Option<Run>>> {
         let ops = std::cell::RefCell::new(ops);
-        let (out, changed) = self
+        let (out, _changed) = self
             .run_trees()
             .transaction(|t| {
                 let mut ops = ops.borrow_mut();
@@ -752,7 +783,8 @@ impl Store for SledStore {
                 Ok((out, changed))
             })
             .map_err(tx_err)?;
-        if changed && durability == Durability::Durable {
+        // Durable even when nothing changed: earlier lazy writes are then on disk too.
+        if durability == Durability::Durable {
             self.db.flush().map_err(backend)?;
         }
         Ok(out)
