@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Server;
+use common::{one_step, Server};
 use serde_json::{json, Value};
 
 #[test]
@@ -75,4 +75,36 @@ fn acknowledged_events_are_never_lost_and_all_get_their_runs() {
         let r = s.wait_done(r["id"].as_str().unwrap());
         assert_eq!(r["status"], "completed");
     }
+}
+
+#[test]
+fn an_attempt_cut_short_by_a_kill_counts_and_retries_run_out() {
+    let s = Server::start();
+    // A step that runs for seconds and is allowed one retry.
+    s.deploy_ok(one_step(
+        "long",
+        "long",
+        "spin",
+        json!({"limits": {"timeout": "8s"}, "retries": {"attempts": 1, "backoff": "100ms"}}),
+    ));
+    let id = s.send(json!({"name": "long"}));
+    let run_id = s.runs_of(&id).remove(0);
+    let mut s = s;
+    // Each kill lands while the step runs: the first uses up the retry, the second fails
+    // the step, as a step that keeps taking the process down would.
+    for attempt in 1..=2 {
+        s.wait_run(&run_id, |r| {
+            r["steps"]["s"]["status"] == "running" && r["steps"]["s"]["attempts"] == attempt
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s = s.kill_and_restart();
+    }
+    let run = s.wait_done(&run_id);
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert_eq!(run["steps"]["s"]["attempts"], 2, "{run:#}");
+    let error = run["steps"]["s"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("interrupted") && error.contains("after 2 attempts"),
+        "{error}"
+    );
 }

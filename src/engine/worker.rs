@@ -19,8 +19,9 @@ use crate::store::Durability;
 /// Longest the dispatcher sleeps without looking at the queue.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-/// Dispatches due steps forever.
+/// Dispatches due steps forever (after recording the attempts a stop cut short).
 pub async fn dispatch_loop(engine: Arc<Engine>) {
+    recover_interrupted(&engine).await;
     let pool = Arc::new(Semaphore::new(engine.config.workers));
     loop {
         let Ok(first) = pool.clone().acquire_owned().await else {
@@ -98,6 +99,48 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
     }
 }
 
+/// Steps that were executing when the process stopped (their claims were recorded, their
+/// results never were): each such attempt is counted and recorded as a retryable failure,
+/// so `ctx.attempt` counts it and the step's retry limit applies, as for any failure.
+async fn recover_interrupted(engine: &Arc<Engine>) {
+    let e2 = engine.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        e2.store.claimed().map(|claims| {
+            claims
+                .into_iter()
+                .map(|(q, started)| {
+                    let loaded = load(&e2, &q);
+                    (q, started, loaded)
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    let found = match found {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return tracing::error!("cannot read interrupted steps: {e}"),
+        Err(e) => return tracing::error!("interrupted-step reader panicked: {e}"),
+    };
+    let mut n = 0;
+    for (q, started, loaded) in found {
+        let Ok(Some((_, f))) = loaded else { continue };
+        let Some(idx) = f.step_index(&q.step_id) else {
+            continue;
+        };
+        let result = StepResult::Retryable {
+            error: "interrupted: weir stopped while this attempt ran".into(),
+            output: None,
+        };
+        match record(engine, &q, f, idx, started, result, None).await {
+            Ok(()) => n += 1,
+            Err(e) => tracing::error!(run = q.run_id, step = q.step_id, "{e}"),
+        }
+    }
+    if n > 0 {
+        tracing::warn!("{n} step attempts were cut short by the last stop; recorded as failed");
+    }
+}
+
 /// A due entry's run and function, read by the dispatcher; `None` if the run is gone.
 type Loaded = Result<Option<(Run, Arc<Function>)>, super::EngineError>;
 
@@ -147,6 +190,7 @@ async fn claim(
     let now = now_ms();
     if let dag::Due::Execute(_) = dag::on_due(&f, &mut run, idx, entry.due, now) {
         engine.mark_running(entry, now);
+        engine.writer.mark_claimed(entry.clone(), now);
         return Ok(Some((run, f, idx, now)));
     }
     // Not a step to run (a timer fired, or the entry is stale): let the writer decide

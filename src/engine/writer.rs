@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::event::Event;
-use crate::run::Run;
+use crate::run::{QueueEntry, Run};
 use crate::store::{
     Durability, EventBatch, Ingested, RunChange, RunOp, Store, StoreError, StoreResult,
 };
@@ -36,6 +36,8 @@ enum Job {
         batch: Vec<Ingested>,
         reply: oneshot::Sender<(StoreResult<()>, Vec<Ingested>)>,
     },
+    /// A step started executing (no reply: see [`Writer::mark_claimed`]).
+    Claim { entry: QueueEntry, started: i64 },
 }
 
 /// Handle to the writer thread.
@@ -120,6 +122,14 @@ impl Writer {
         result
     }
 
+    /// Records, in the next batch and without waiting, that the step of `entry` started
+    /// executing at `started`. Should the process stop before the step's result is
+    /// recorded, the next start finds the claim and counts the attempt (so a step that
+    /// keeps taking the process down runs out of retries instead of looping).
+    pub fn mark_claimed(&self, entry: QueueEntry, started: i64) {
+        let _ = self.send(Job::Claim { entry, started });
+    }
+
     fn send(&self, job: Job) -> StoreResult<()> {
         self.tx
             .send(job)
@@ -134,6 +144,7 @@ fn apply(store: &dyn Store, jobs: Vec<Job>) {
     let (mut ops, mut run_replies) = (Vec::new(), Vec::<RunReply>::new());
     let (mut batches, mut append_replies) = (Vec::new(), Vec::<AppendReply>::new());
     let mut ingests = Vec::new();
+    let mut claims = Vec::new();
     for j in jobs {
         match j {
             Job::Run {
@@ -149,6 +160,13 @@ fn apply(store: &dyn Store, jobs: Vec<Job>) {
                 append_replies.push(reply);
             }
             Job::Ingest { batch, reply } => ingests.push((batch, reply)),
+            Job::Claim { entry, started } => claims.push((entry, started)),
+        }
+    }
+    // Claims first: a step's result (later in the channel) removes its claim.
+    if !claims.is_empty() {
+        if let Err(e) = store.mark_claimed(&claims) {
+            tracing::warn!("cannot record {} step claims: {e}", claims.len());
         }
     }
     // Appends and matched events' runs commit first without a flush of their own: the
@@ -163,7 +181,9 @@ fn apply(store: &dyn Store, jobs: Vec<Job>) {
         .into_iter()
         .map(|(b, reply)| (store.commit_ingest(&b, Durability::Lazy), b, reply))
         .collect();
-    let unflushed = appended.is_some() || !ingested.is_empty();
+    // Claims are made durable with the batch too (no one waits for them; an idle system
+    // pays one fsync, a loaded one shares the results' fsync).
+    let unflushed = appended.is_some() || !ingested.is_empty() || !claims.is_empty();
     let durable = run_replies.iter().any(|(_, d)| *d == Durability::Durable);
     let mut flushed = false;
     if !ops.is_empty() {

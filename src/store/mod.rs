@@ -299,6 +299,13 @@ pub trait Store: Send + Sync + 'static {
         room: &dyn Fn(&str) -> usize,
         skip: &dyn Fn(&QueueEntry) -> bool,
     ) -> StoreResult<Vec<QueueEntry>>;
+    /// Records that the steps of these queue entries started executing at the given
+    /// times (ms), if the entries still exist. Committed lazily: durable with the next
+    /// durable write. An entry's claim goes when the entry does.
+    fn mark_claimed(&self, claims: &[(QueueEntry, i64)]) -> StoreResult<()>;
+    /// Entries whose claim was recorded and never resolved: steps that were executing
+    /// when the process stopped.
+    fn claimed(&self) -> StoreResult<Vec<(QueueEntry, i64)>>;
     /// Removes one queue entry (a stray one whose run is gone).
     fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()>;
     /// The earliest due time in the queue, if any, not counting entries `skip` names nor

@@ -1121,6 +1121,38 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn mark_claimed(&self, claims: &[(QueueEntry, i64)]) -> StoreResult<()> {
+        // The claim is the queue entry's value (empty while unclaimed), so it goes with it.
+        self.write(LAZY, |tx| {
+            let mut queue = open(tx, QUEUE_T)?;
+            let mut changed = false;
+            for (q, started) in claims {
+                let k = tenant_queue_key(q);
+                if get_bytes(&queue, &k)?.is_some() {
+                    put(&mut queue, &k, &((*started).max(0) as u64).to_be_bytes())?;
+                    changed = true;
+                }
+            }
+            Ok(((), changed))
+        })
+    }
+
+    fn claimed(&self) -> StoreResult<Vec<(QueueEntry, i64)>> {
+        let tx = self.read()?;
+        let queue = open_ro(&tx, QUEUE_T)?;
+        let mut out = Vec::new();
+        for entry in queue.iter().map_err(backend)? {
+            let (k, v) = item(entry)?;
+            if let Ok(b) = <[u8; 8]>::try_from(v.value()) {
+                out.push((
+                    parse_tenant_queue_key(k.value())?,
+                    u64::from_be_bytes(b) as i64,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()> {
         // Drops a stray entry; if the removal is lost in a crash, it is dropped again.
         self.write(LAZY, |tx| {

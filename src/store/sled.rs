@@ -820,6 +820,29 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn mark_claimed(&self, claims: &[(QueueEntry, i64)]) -> StoreResult<()> {
+        // The claim is the queue entry's value (empty while unclaimed), so it goes with it.
+        for (q, started) in claims {
+            let started = ((*started).max(0) as u64).to_be_bytes();
+            let _ = self
+                .queue
+                .compare_and_swap(queue_key(q), Some(&[] as &[u8]), Some(&started[..]))
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn claimed(&self) -> StoreResult<Vec<(QueueEntry, i64)>> {
+        let mut out = Vec::new();
+        for item in self.queue.iter() {
+            let (k, v) = item.map_err(backend)?;
+            if let Ok(b) = <[u8; 8]>::try_from(v.as_ref()) {
+                out.push((parse_queue_key(&k)?, u64::from_be_bytes(b) as i64));
+            }
+        }
+        Ok(out)
+    }
+
     fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()> {
         self.queue.remove(queue_key(entry)).map_err(backend)?;
         Ok(())
