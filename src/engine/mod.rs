@@ -116,8 +116,9 @@ pub struct Engine {
 /// Steps executing now, and how many per tenant.
 #[derive(Default)]
 struct Inflight {
-    /// Each step, with the time it was claimed once it has been.
-    steps: HashMap<(String, String, String), Option<i64>>,
+    /// Each step, with the time it was claimed and its queue entry's due time once it
+    /// has been.
+    steps: HashMap<(String, String, String), Option<(i64, i64)>>,
     by_tenant: HashMap<String, usize>,
 }
 
@@ -473,7 +474,7 @@ impl Engine {
             .steps
             .get_mut(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
         {
-            *s = Some(started);
+            *s = Some((started, e.due));
         }
     }
 
@@ -489,8 +490,12 @@ impl Engine {
                 run.id.clone(),
                 run.steps[idx].id.clone(),
             );
-            if let Some(Some(started)) = g.steps.get(&k) {
-                dag::show_running(&mut run, idx, *started);
+            // Only while the stored step is still the claimed entry's: once its result is
+            // recorded (done, or queued again for a retry) the stored run is the truth.
+            if let Some(Some((started, due))) = g.steps.get(&k) {
+                if run.steps[idx].queued == Some(*due) {
+                    dag::show_running(&mut run, idx, *started);
+                }
             }
         }
         run
