@@ -8,7 +8,8 @@
 //! Knobs: WEIR_LOAD_EVENTS, WEIR_LOAD_CONCURRENCY, WEIR_LOAD_BATCH (1 or more),
 //! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled), WEIR_LOAD_WORKERS,
 //! WEIR_LOAD_BIN (path of another weir build to drive, for A/B comparisons),
-//! WEIR_LOAD_PHASES (also print p50/p99 of each phase of a run: where the time goes).
+//! WEIR_LOAD_PHASES (also print p50/p99 of each phase of a run: where the time goes),
+//! WEIR_LOAD_FIELDS (extra numeric fields in each event's data, for a bigger payload).
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
 mod util;
@@ -91,10 +92,16 @@ fn run(s: &Scenario) {
     let cpu0 = util::proc_cpu_secs(pid);
     let requests = s.events.div_ceil(s.batch);
     let next = Arc::new(AtomicUsize::new(0));
+    // WEIR_LOAD_FIELDS: extra numeric fields in each event's data (a bigger payload).
+    let fields: usize = util::env_or("WEIR_LOAD_FIELDS", 0);
+    let extra: Value = (0..fields)
+        .map(|f| (format!("field_{f}"), json!(f * 7)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     let started = Instant::now();
     let senders: Vec<_> = (0..s.concurrency)
         .map(|_| {
-            let (next, url) = (next.clone(), url.clone());
+            let (next, url, extra) = (next.clone(), url.clone(), extra.clone());
             let (batch, events, rate) = (s.batch, s.events, s.rate);
             std::thread::spawn(move || {
                 let agent = util::agent();
@@ -112,9 +119,22 @@ fn run(s: &Scenario) {
                         }
                     }
                     let n = batch.min(events - i * batch);
-                    let body: Vec<Value> = (0..n).map(|k| json!({"name": "load/go", "data": {"name": format!("n{}", i * batch + k)}})).collect();
-                    let body = if batch == 1 { body[0].clone() } else { json!(body) };
-                    let mut r = agent.post(format!("{url}/e/load")).send_json(&body).unwrap();
+                    let body: Vec<Value> = (0..n)
+                        .map(|k| {
+                            let mut data = extra.clone();
+                            data["name"] = json!(format!("n{}", i * batch + k));
+                            json!({"name": "load/go", "data": data})
+                        })
+                        .collect();
+                    let body = if batch == 1 {
+                        body[0].clone()
+                    } else {
+                        json!(body)
+                    };
+                    let mut r = agent
+                        .post(format!("{url}/e/load"))
+                        .send_json(&body)
+                        .unwrap();
                     assert_eq!(r.status(), 200);
                     // Read the reply to its end so the connection goes back to the pool
                     // (an unread body made every request open a new connection).

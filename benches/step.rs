@@ -171,7 +171,7 @@ fn store_commit(c: &mut Criterion) {
                 b.iter(|| {
                     store
                         .update_run("t", "r1", Durability::Durable, &mut |r| {
-                            r.steps[0].output = Some(output.clone());
+                            r.steps[0].output = Some(output.clone().into());
                             r.steps[0].attempts += 1;
                             Some(RunChange::default())
                         })

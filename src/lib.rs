@@ -8,6 +8,7 @@ pub mod event;
 pub mod expr;
 pub mod function;
 pub mod fuzzing;
+pub mod json;
 pub mod run;
 pub mod runtime;
 pub mod store;

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::json::Json;
+
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -104,7 +106,7 @@ pub struct StepState {
     pub attempts: u32,
     /// The recorded output (of the completed attempt, or the last failed one).
     #[serde(default)]
-    pub output: Option<Value>,
+    pub output: Option<Json>,
     /// Why the last attempt failed, or why the step was skipped.
     #[serde(default)]
     pub error: Option<String>,
@@ -202,7 +204,7 @@ pub struct Run {
     #[serde(default)]
     pub user_id: Option<String>,
     /// The triggering event, as steps see it.
-    pub event: Value,
+    pub event: Json,
     /// Creation time (ms since epoch).
     pub created_at: i64,
     /// When it reached a terminal status.
@@ -268,7 +270,7 @@ impl Run {
             "function_version": self.function_version,
             "status": self.status,
             "event_id": self.event_id,
-            "event_ts": self.event.get("ts"),
+            "event_ts": self.event.get().get("ts"),
             "user_id": self.user_id,
             "created_at": self.created_at,
             "ended_at": self.ended_at,

@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::function::Function;
+use crate::json::Json;
 use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus, Wait, WaitSlot};
 use crate::store::RunChange;
 
@@ -70,7 +71,7 @@ pub fn new_run(
         status: RunStatus::Running,
         event_id: event.id.clone(),
         user_id: event.user_id(),
-        event: event.to_value(),
+        event: event.to_value().into(),
         created_at: now,
         ended_at: None,
         steps,
@@ -78,7 +79,7 @@ pub fn new_run(
     };
     let mut change = RunChange::default();
     for (i, rule) in f.cancel.iter().enumerate() {
-        let (path, value) = index_of(rule.index.as_ref(), &run.event);
+        let (path, value) = index_of(rule.index.as_ref(), run.event.get());
         let w = Wait {
             slot: WaitSlot::Cancel { rule: i },
             event: rule.event.clone(),
@@ -195,7 +196,7 @@ pub fn resume(
             let r = f.cancel.get(rule)?;
             if !holds(
                 r.cond.as_ref(),
-                &[("event", &run.event), ("async", incoming)],
+                &[("event", run.event.get()), ("async", incoming)],
             ) {
                 return None;
             }
@@ -206,7 +207,7 @@ pub fn resume(
             let a = f.steps.get(step)?.incoming.get(edge)?.wait_for.as_ref()?;
             if !holds(
                 a.matches.as_ref(),
-                &[("event", &run.event), ("async", incoming)],
+                &[("event", run.event.get()), ("async", incoming)],
             ) {
                 return None;
             }
@@ -261,7 +262,7 @@ pub fn complete(
     match result {
         StepResult::Completed(output) => {
             st.status = StepStatus::Completed;
-            st.output = Some(output);
+            st.output = Some(output.into());
             st.error = None;
             st.ended_at = Some(now);
             let outgoing = f.steps[idx].outgoing.clone();
@@ -278,7 +279,7 @@ pub fn complete(
             );
             st.status = StepStatus::Pending;
             st.error = Some(format!("attempt {} failed: {error}; retrying", st.attempts));
-            st.output = output;
+            st.output = output.map(Json::from);
             rearm_timer(run, idx, now + delay, &mut change);
         }
         StepResult::Retryable { error, output } | StepResult::Permanent { error, output } => {
@@ -289,7 +290,7 @@ pub fn complete(
             } else {
                 error
             });
-            st.output = output;
+            st.output = output.map(Json::from);
             st.ended_at = Some(now);
             end_run(run, RunStatus::Failed, now, &mut change);
         }
@@ -329,7 +330,12 @@ pub fn outputs(run: &Run) -> Value {
         .steps
         .iter()
         .filter(|s| s.status == StepStatus::Completed)
-        .map(|s| (s.id.clone(), s.output.clone().unwrap_or(Value::Null)))
+        .map(|s| {
+            (
+                s.id.clone(),
+                s.output.as_ref().map_or(Value::Null, |o| o.get().clone()),
+            )
+        })
         .collect();
     Value::Object(m)
 }
@@ -339,12 +345,15 @@ pub fn outputs(run: &Run) -> Value {
 /// building an intermediate JSON value (which deep-copied the event and every output).
 pub fn stdin(run: &Run, idx: usize) -> Vec<u8> {
     use serde::ser::{SerializeMap, Serializer};
-    struct Steps<'a>(Vec<(&'a str, Option<&'a Value>)>);
+    struct Steps<'a>(Vec<(&'a str, Option<&'a Json>)>);
     impl serde::Serialize for Steps<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut m = s.serialize_map(Some(self.0.len()))?;
             for (k, v) in &self.0 {
-                m.serialize_entry(k, v.unwrap_or(&Value::Null))?;
+                match v {
+                    Some(v) => m.serialize_entry(k, v)?,
+                    None => m.serialize_entry(k, &Value::Null)?,
+                }
             }
             m.end()
         }
@@ -363,11 +372,11 @@ pub fn stdin(run: &Run, idx: usize) -> Vec<u8> {
         #[serde(rename = "async")]
         async_event: Option<&'a Value>,
         ctx: Ctx<'a>,
-        event: &'a Value,
+        event: &'a Json,
         steps: Steps<'a>,
     }
     let st = &run.steps[idx];
-    let mut steps: Vec<(&str, Option<&Value>)> = run
+    let mut steps: Vec<(&str, Option<&Json>)> = run
         .steps
         .iter()
         .filter(|s| s.status == StepStatus::Completed)
@@ -423,10 +432,10 @@ fn edge_condition(
     let steps = outputs(run);
     let response = edge
         .parent
-        .and_then(|p| run.steps[p].output.clone())
+        .and_then(|p| run.steps[p].output.as_ref().map(|o| o.get().clone()))
         .unwrap_or(Value::Null);
     let vars = [
-        ("event", &run.event),
+        ("event", run.event.get()),
         ("steps", &steps),
         ("response", &response),
         ("async", async_event),
@@ -460,7 +469,7 @@ fn resolve_edge(
         return;
     }
     if let Some(a) = &edge.wait_for {
-        let (path, value) = index_of(a.index.as_ref(), &run.event);
+        let (path, value) = index_of(a.index.as_ref(), run.event.get());
         let expires = now + a.ttl.as_millis() as i64;
         let w = Wait {
             slot: WaitSlot::Edge {
@@ -838,7 +847,7 @@ mod tests {
             0.0
         )
         .is_none());
-        assert_eq!(run.steps[0].output, Some(json!("first")));
+        assert_eq!(run.steps[0].output, Some(json!("first").into()));
         assert!(matches!(on_due(&f, &mut run, 0, 100, 300), Due::Stale(_)));
     }
 

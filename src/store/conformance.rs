@@ -343,7 +343,7 @@ fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) 
         status: RunStatus::Running,
         event_id: event.into(),
         user_id: user.map(Into::into),
-        event: json!({}),
+        event: json!({}).into(),
         created_at: 1,
         ended_at: None,
         steps: vec![StepState {
@@ -464,7 +464,7 @@ fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
         .update_run("t", "r1", Durability::Durable, &mut |r| {
             r.status = RunStatus::Completed;
             r.steps[0].status = StepStatus::Completed;
-            r.steps[0].output = Some(json!({"ok": true}));
+            r.steps[0].output = Some(json!({"ok": true}).into());
             Some(RunChange {
                 dequeue: vec![entry("t", "r1", 10)],
                 enqueue: vec![entry("t", "r1", 50)],
@@ -476,7 +476,7 @@ fn update_run_is_atomic_with_the_queue(s: Box<dyn Store>) {
     assert_eq!(out.status, RunStatus::Completed);
     assert_eq!(
         s.get_run("t", "r1").unwrap().unwrap().steps[0].output,
-        Some(json!({"ok": true}))
+        Some(json!({"ok": true}).into())
     );
     assert_eq!(
         s.due(100, 10, &|_| usize::MAX, &|_| false).unwrap(),
