@@ -108,3 +108,31 @@ fn an_attempt_cut_short_by_a_kill_counts_and_retries_run_out() {
         "{error}"
     );
 }
+
+#[test]
+fn a_clean_stop_does_not_count_against_a_running_step() {
+    let s = Server::start();
+    // Runs longer than the stop's grace period, and may not fail even once.
+    s.deploy_ok(one_step(
+        "long",
+        "long",
+        "spin",
+        json!({"limits": {"timeout": "7s"}, "retries": {"attempts": 0}}),
+    ));
+    let id = s.send(json!({"name": "long"}));
+    let run_id = s.runs_of(&id).remove(0);
+    s.wait_run(&run_id, |r| r["steps"]["s"]["status"] == "running");
+    // SIGTERM: the step outlasts the grace period, so the process leaves it for the
+    // next start instead of recording a failed attempt.
+    let s = s.stop_and_restart();
+    let run = s.wait_run(&run_id, |r| r["steps"]["s"]["status"] == "running");
+    assert_eq!(run["steps"]["s"]["attempts"], 1, "{run:#}");
+    // It runs again in full (and, spinning, times out: the step's own failure).
+    let run = s.wait_done(&run_id);
+    assert_eq!(run["steps"]["s"]["attempts"], 1, "{run:#}");
+    let error = run["steps"]["s"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("deadline") && !error.contains("interrupted"),
+        "{error}"
+    );
+}

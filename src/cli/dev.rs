@@ -98,16 +98,18 @@ async fn serve(args: Args) -> Result<ExitCode> {
         "weir dev ready in {} ms: API http://{local}/v1  events POST http://{local}/e/<any-key>",
         started.elapsed().as_millis()
     );
+    let stopper = engine.clone();
     let app = api::router(AppState {
         engine,
         config: ApiConfig::default(),
         auth: std::sync::Arc::new(weir::api::auth::Auth::open(DEV_TENANT)),
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(super::stop_signal())
         .await?;
+    // Steps still executing get a grace period; those that outlast it run again on the
+    // next start without counting an attempt.
+    stopper.shutdown(super::STOP_GRACE).await;
     store_flush(&store);
     Ok(ExitCode::SUCCESS)
 }

@@ -123,3 +123,22 @@ fn quiet_parser_panics() {
         default(info);
     }));
 }
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what service managers and containers send).
+pub(crate) async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// How long a stop waits for executing steps before leaving them to the next start.
+pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

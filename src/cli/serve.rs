@@ -101,16 +101,18 @@ async fn serve(args: Args) -> Result<ExitCode> {
         max_depth: cfg.ingress.max_depth,
         ..ApiConfig::default()
     };
+    let stopper = engine.clone();
     let app = api::router(AppState {
         engine,
         config: api_config,
         auth: Arc::new(Auth::from_tenants(&cfg.tenants)),
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(super::stop_signal())
         .await?;
+    // Steps still executing get a grace period; those that outlast it run again on the
+    // next start without counting an attempt.
+    stopper.shutdown(super::STOP_GRACE).await;
     if let Err(e) = store.flush() {
         eprintln!("warning: final flush failed: {e}");
     }

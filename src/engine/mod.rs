@@ -111,6 +111,8 @@ pub struct Engine {
     /// Batches run updates of all workers into shared writes.
     writer: writer::Writer,
     stats: Stats,
+    /// Set by [`Engine::shutdown`]: no new step is started.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Steps executing now, and how many per tenant.
@@ -141,6 +143,7 @@ impl Engine {
             pending: AtomicU64::new(0),
             writer,
             stats: Stats::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let backlog = engine.store.pending_count()?;
         engine.pending.store(backlog, Ordering::Relaxed);
@@ -465,6 +468,49 @@ impl Engine {
         let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         g.steps
             .contains_key(&(e.tenant.clone(), e.run_id.clone(), e.step_id.clone()))
+    }
+
+    /// Stops starting steps, waits up to `grace` for those executing to finish, and
+    /// withdraws the claims of any still running: they run again on the next start
+    /// without counting an attempt (a clean stop is not the step's failure).
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.dispatch_wake.notify_one();
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let running: Vec<QueueEntry> = {
+                let g = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                g.steps
+                    .iter()
+                    .map(|((tenant, run_id, step_id), claim)| QueueEntry {
+                        due: claim.map(|(_, due)| due).unwrap_or_default(),
+                        tenant: tenant.clone(),
+                        run_id: run_id.clone(),
+                        step_id: step_id.clone(),
+                    })
+                    .collect()
+            };
+            if running.is_empty() {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                let n = running.len();
+                let store = self.store.clone();
+                let cleared =
+                    tokio::task::spawn_blocking(move || store.clear_claims(&running)).await;
+                if !matches!(cleared, Ok(Ok(()))) {
+                    tracing::warn!("cannot withdraw the claims of {n} running steps");
+                }
+                tracing::warn!("{n} steps were still running at shutdown; they run again on start");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether [`Engine::shutdown`] has begun.
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Notes that a claimed step started executing at `started`.

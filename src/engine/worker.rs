@@ -27,6 +27,9 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
         let Ok(first) = pool.clone().acquire_owned().await else {
             return;
         };
+        if engine.is_stopping() {
+            return;
+        }
         let mut permits = vec![first];
         while let Ok(p) = pool.clone().try_acquire_owned() {
             permits.push(p);
@@ -84,6 +87,9 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
             continue;
         }
         for (entry, loaded) in due {
+            if engine.is_stopping() {
+                return;
+            }
             let Some(permit) = permits.pop() else { break };
             if !engine.claim_inflight(&entry) {
                 continue;
@@ -169,10 +175,10 @@ async fn execute(engine: &Arc<Engine>, entry: &QueueEntry, loaded: Loaded) {
 }
 
 /// Claims the step: decides, on the copy of its run the dispatcher read, whether it is
-/// to run now.
-/// The claim is not written on its own: the step's completion records it together with
-/// the result in one write (see [`record`]), so a step costs the run writer one update,
-/// not two. Returns the claimed run, its function, the step's index and the claim time.
+/// to run now. The run is not rewritten for the claim: the step's completion records
+/// claim and result in one write (see [`record`]), so a step costs the run writer one run
+/// update, not two; the claim itself is only marked on the step's queue entry, without
+/// waiting (see [`super::writer::Writer::mark_claimed`]). Returns the claimed run, its function, the step's index and the claim time.
 async fn claim(
     engine: &Arc<Engine>,
     entry: &QueueEntry,

@@ -52,6 +52,48 @@ pub fn run_all(open: Open<'_>) {
     batched_updates_apply_in_order(open());
     batched_appends_match_single_ones(open());
     tenants_get_at_most_their_room(open());
+    claims_live_and_die_with_their_entries(open());
+}
+
+fn claims_live_and_die_with_their_entries(s: Box<dyn Store>) {
+    let evs = parse_batch(br#"{"name":"a"}"#, 10).unwrap();
+    s.append_events("t", &evs, NOW).unwrap();
+    let (a, b) = (entry("t", "r1", 5), entry("t", "r1", 7));
+    s.commit_one(
+        "t",
+        &evs[0].id,
+        &[(
+            run("r1", "t", "f", None, &evs[0].id),
+            enq(vec![a.clone(), b.clone()]),
+        )],
+    )
+    .unwrap();
+    assert!(s.claimed().unwrap().is_empty());
+    // A claim on an entry that is gone is dropped.
+    s.mark_claimed(&[(a.clone(), 100), (entry("t", "gone", 1), 100)])
+        .unwrap();
+    assert_eq!(s.claimed().unwrap(), vec![(a.clone(), 100)]);
+    // A claimed entry is still queued (and found due) as before.
+    assert_eq!(s.due(10, 10, &|_| 10, &|_| false).unwrap().len(), 2);
+    // Withdrawn, it is no longer claimed; claimed again, the newest time counts.
+    s.clear_claims(std::slice::from_ref(&a)).unwrap();
+    assert!(s.claimed().unwrap().is_empty());
+    s.mark_claimed(&[(a.clone(), 200), (b.clone(), 300)])
+        .unwrap();
+    s.flush().unwrap();
+    assert_eq!(
+        s.claimed().unwrap(),
+        vec![(a.clone(), 200), (b.clone(), 300)]
+    );
+    // The claim goes with its entry.
+    s.update_run("t", "r1", Durability::Durable, &mut |_| {
+        Some(RunChange {
+            dequeue: vec![a.clone()],
+            ..Default::default()
+        })
+    })
+    .unwrap();
+    assert_eq!(s.claimed().unwrap(), vec![(b.clone(), 300)]);
 }
 
 fn tenants_get_at_most_their_room(s: Box<dyn Store>) {

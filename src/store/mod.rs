@@ -286,12 +286,11 @@ pub trait Store: Send + Sync + 'static {
         durability: Durability,
     ) -> StoreResult<Vec<Option<Run>>>;
     /// Up to `limit` queue entries due at or before `now`, at most `room(tenant)` of each
-    /// tenant, skipping those `skip` names; each tenant's entries earliest first, and the
-    /// earliest due entry of a tenant with room always among them. redb, the default,
-    /// keeps a queue per tenant: a tenant without room costs it one key however deep its
-    /// backlog, and each tenant with work due gets a fair share of `limit` before any
-    /// gets more (then tenants in the order of their earliest entry). sled scans one
-    /// due-ordered queue and serves entries in due order.
+    /// tenant, skipping those `skip` names; each tenant's entries earliest first. redb,
+    /// the default, keeps a queue per tenant: a tenant without room costs it one key
+    /// however deep its backlog, tenants with the most room (running the fewest steps)
+    /// come first, oldest queue first among equals, and each gets a fair share of `limit`
+    /// before any gets more. sled scans one due-ordered queue and serves it in due order.
     fn due(
         &self,
         now: i64,
@@ -300,12 +299,15 @@ pub trait Store: Send + Sync + 'static {
         skip: &dyn Fn(&QueueEntry) -> bool,
     ) -> StoreResult<Vec<QueueEntry>>;
     /// Records that the steps of these queue entries started executing at the given
-    /// times (ms), if the entries still exist. Committed lazily: durable with the next
-    /// durable write. An entry's claim goes when the entry does.
+    /// times (ms), if the entries still exist (not durably: the caller flushes). An
+    /// entry's claim goes when the entry does.
     fn mark_claimed(&self, claims: &[(QueueEntry, i64)]) -> StoreResult<()>;
     /// Entries whose claim was recorded and never resolved: steps that were executing
     /// when the process stopped.
     fn claimed(&self) -> StoreResult<Vec<(QueueEntry, i64)>>;
+    /// Withdraws the claims of these entries (steps abandoned by a clean shutdown, to be
+    /// run again without counting an attempt). Not durable: the caller flushes.
+    fn clear_claims(&self, entries: &[QueueEntry]) -> StoreResult<()>;
     /// Removes one queue entry (a stray one whose run is gone).
     fn dequeue(&self, entry: &QueueEntry) -> StoreResult<()>;
     /// The earliest due time in the queue, if any, not counting entries `skip` names nor

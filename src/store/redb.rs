@@ -378,26 +378,42 @@ fn split2(k: &[u8]) -> (String, String) {
     (a, b)
 }
 
-/// Every key starting with `pfx`.
-fn scan_prefix<'t>(
-    t: &'t impl ReadableTable<Bytes, Bytes>,
-    pfx: &[u8],
-) -> StoreResult<redb::Range<'t, Bytes, Bytes>> {
-    // The smallest key above every key with this prefix: drop trailing 0xff bytes, then
-    // increment the last one. No such key means the range is open-ended.
+/// The smallest key above every key with this prefix: drop trailing 0xff bytes, then
+/// increment the last one. `None` means the range is open-ended.
+fn prefix_end(pfx: &[u8]) -> Option<Vec<u8>> {
     let mut end = pfx.to_vec();
     while end.last() == Some(&0xff) {
         end.pop();
     }
-    let upper = match end.last_mut() {
-        Some(last) => {
-            *last += 1;
-            Bound::Excluded(end.as_slice())
-        }
+    let last = end.last_mut()?;
+    *last += 1;
+    Some(end)
+}
+
+/// Keys under `pfx`, ascending.
+fn scan_prefix<'t>(
+    t: &'t impl ReadableTable<Bytes, Bytes>,
+    pfx: &[u8],
+) -> StoreResult<redb::Range<'t, Bytes, Bytes>> {
+    scan_prefix_after(t, pfx, None)
+}
+
+/// Keys under `pfx` above `after` (all of them if `None`), ascending.
+fn scan_prefix_after<'t>(
+    t: &'t impl ReadableTable<Bytes, Bytes>,
+    pfx: &[u8],
+    after: Option<&[u8]>,
+) -> StoreResult<redb::Range<'t, Bytes, Bytes>> {
+    let end = prefix_end(pfx);
+    let lower = match after {
+        Some(a) => Bound::Excluded(a),
+        None => Bound::Included(pfx),
+    };
+    let upper = match &end {
+        Some(e) => Bound::Excluded(e.as_slice()),
         None => Bound::Unbounded,
     };
-    t.range::<&[u8]>((Bound::Included(pfx), upper))
-        .map_err(backend)
+    t.range::<&[u8]>((lower, upper)).map_err(backend)
 }
 
 /// Keys under `pfx`, ascending, ending strictly below `pfx + cursor` (iterate with `.rev()`
@@ -1085,10 +1101,15 @@ impl Store for RedbStore {
                 tenants.push((tenant, r));
             }
         }
-        // First a fair share each, so that a tenant whose old runs are resuming does
-        // not crowd out the others; then what is left, in the same order.
+        // The tenants running the fewest steps (the most room) first, oldest head among
+        // equals; then a fair share each before any gets more, so that a tenant whose old
+        // runs are resuming cannot crowd out the others even when one worker frees up at
+        // a time.
+        tenants.sort_by_key(|t| std::cmp::Reverse(t.1));
         let share = super::fair_share(limit, tenants.len());
+        // Per tenant: how many were taken, and the key after which to go on.
         let mut taken = vec![0usize; tenants.len()];
+        let mut after: Vec<Option<Vec<u8>>> = vec![None; tenants.len()];
         let mut out = Vec::new();
         for first_pass in [true, false] {
             for (i, (tenant, r)) in tenants.iter().enumerate() {
@@ -1096,18 +1117,15 @@ impl Store for RedbStore {
                 if out.len() >= limit || taken[i] >= cap {
                     continue;
                 }
-                let mut passed = 0;
-                for entry in scan_prefix(&queue, &prefix(&[tenant.as_bytes()]))? {
-                    let e = parse_tenant_queue_key(item(entry)?.0.value())?;
+                let pfx = prefix(&[tenant.as_bytes()]);
+                for entry in scan_prefix_after(&queue, &pfx, after[i].as_deref())? {
+                    let (k, _) = item(entry)?;
+                    let e = parse_tenant_queue_key(k.value())?;
                     if e.due > now {
                         break;
                     }
+                    after[i] = Some(k.value().to_vec());
                     if skip(&e) {
-                        continue;
-                    }
-                    // The first `taken[i]` are already out (from the first pass).
-                    passed += 1;
-                    if passed <= taken[i] {
                         continue;
                     }
                     out.push(e);
@@ -1130,6 +1148,21 @@ impl Store for RedbStore {
                 let k = tenant_queue_key(q);
                 if get_bytes(&queue, &k)?.is_some() {
                     put(&mut queue, &k, &((*started).max(0) as u64).to_be_bytes())?;
+                    changed = true;
+                }
+            }
+            Ok(((), changed))
+        })
+    }
+
+    fn clear_claims(&self, entries: &[QueueEntry]) -> StoreResult<()> {
+        self.write(LAZY, |tx| {
+            let mut queue = open(tx, QUEUE_T)?;
+            let mut changed = false;
+            for q in entries {
+                let k = tenant_queue_key(q);
+                if get_bytes(&queue, &k)?.is_some() {
+                    put(&mut queue, &k, &[])?;
                     changed = true;
                 }
             }
@@ -1265,6 +1298,11 @@ mod tests {
             vec![1, 2, 3, 4],
             "a tenant without room gives way"
         );
+        // One free worker: the tenant running fewer steps gets it, however old the
+        // other's queue is.
+        let busy_old = |t: &str| if t == "old" { 5 } else { 10 };
+        let got = s.due(100, 1, &busy_old, &|_| false).unwrap();
+        assert_eq!(of(&got, "new"), vec![90]);
     }
 
     #[test]

@@ -832,6 +832,19 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn clear_claims(&self, entries: &[QueueEntry]) -> StoreResult<()> {
+        for q in entries {
+            let k = queue_key(q);
+            if let Some(v) = self.queue.get(&k).map_err(backend)? {
+                let _ = self
+                    .queue
+                    .compare_and_swap(&k, Some(v), Some(&[] as &[u8]))
+                    .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
     fn claimed(&self) -> StoreResult<Vec<(QueueEntry, i64)>> {
         let mut out = Vec::new();
         for item in self.queue.iter() {

@@ -181,12 +181,31 @@ impl Server {
         self.kill_pause_restart(Duration::ZERO)
     }
 
+    /// Stops the process the way a service manager does (SIGTERM), waits for it to exit,
+    /// and starts again on the same data.
+    #[allow(dead_code)]
+    pub fn stop_and_restart(mut self) -> Self {
+        let mut child = self.child.take().expect("this view owns the process");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "a clean stop exits 0: {exit:?}");
+        self.relaunch()
+    }
+
     /// SIGKILLs the process, stays down for `pause`, and starts again on the same data.
     pub fn kill_pause_restart(mut self, pause: Duration) -> Self {
         let mut child = self.child.take().expect("this view owns the process");
         child.kill().unwrap();
         child.wait().unwrap();
         std::thread::sleep(pause);
+        self.relaunch()
+    }
+
+    fn relaunch(mut self) -> Self {
         let tmp = self._tmp.take();
         let mut s = Self::launch(
             self.mode,
