@@ -129,7 +129,14 @@ async fn recover_interrupted(engine: &Arc<Engine>) {
     };
     let mut n = 0;
     for (q, started, loaded) in found {
-        let Ok(Some((_, f))) = loaded else { continue };
+        let f = match loaded {
+            Ok(Some((_, f))) => f,
+            Ok(None) => continue, // the run is gone; its entry was dropped
+            Err(e) => {
+                tracing::error!(run = q.run_id, step = q.step_id, "cannot recover: {e}");
+                continue;
+            }
+        };
         let Some(idx) = f.step_index(&q.step_id) else {
             continue;
         };
