@@ -15,7 +15,7 @@
 mod util;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,9 +41,7 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
         "hello": {"path": format!("file://{}", util::guest("hello").display())},
         "shout": {"path": format!("file://{}", util::guest("shout").display()), "after": [{"step": "hello"}]}}});
     std::fs::write(functions.join("two-step.json"), def.to_string()).unwrap();
-    // WEIR_LOAD_BIN: another build of weir, for A/B comparisons on a noisy machine.
-    let bin = std::env::var("WEIR_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").into());
-    let mut child = Command::new(bin)
+    let mut child = util::weir()
         .args(["dev", "--port", "0", "--store", store, "--data-dir"])
         .arg(dir.join("data"))
         .arg("--functions")
@@ -53,8 +51,6 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
                 .map(|w| vec!["--workers".to_string(), w])
                 .unwrap_or_default(),
         )
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let url = util::api_url(&mut child);

@@ -10,7 +10,7 @@
 mod util;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,12 +42,9 @@ fn start(dir: &Path) -> (Child, String) {
         format!("data_dir = {:?}\n{TENANTS}", data.display().to_string()),
     )
     .unwrap();
-    let bin = std::env::var("WEIR_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").into());
-    let mut child = Command::new(bin)
+    let mut child = util::weir()
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let url = util::api_url(&mut child);

@@ -90,3 +90,14 @@ pub fn api_url(child: &mut Child) -> String {
         }
     }
 }
+
+/// `weir` (or the build `WEIR_LOAD_BIN` names, for A/B comparisons on a noisy machine),
+/// logging warnings only, its stdout piped for [`api_url`].
+#[allow(dead_code)]
+pub fn weir() -> std::process::Command {
+    let bin = std::env::var("WEIR_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").into());
+    let mut c = std::process::Command::new(bin);
+    c.env("WEIR_LOG", "warn")
+        .stdout(std::process::Stdio::piped());
+    c
+}

@@ -142,3 +142,13 @@ pub(crate) async fn stop_signal() {
 
 /// How long a stop waits for executing steps before leaving them to the next start.
 pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs an async command on a multi-threaded tokio runtime.
+pub(crate) fn block_on(
+    f: impl std::future::Future<Output = anyhow::Result<std::process::ExitCode>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}

@@ -31,10 +31,7 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run(a))
+    super::block_on(run(a))
 }
 
 async fn run(a: Args) -> Result<ExitCode> {

@@ -30,10 +30,7 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(serve(args))
+    super::block_on(serve(args))
 }
 
 async fn serve(args: Args) -> Result<ExitCode> {

@@ -100,6 +100,20 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` items, newest first: the one past `limit` only says
+    /// that more follow, and the cursor is the id of the last one kept.
+    pub(crate) fn from_overfull(mut data: Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if data.len() > limit {
+            data.truncate(limit);
+            data.last().map(id)
+        } else {
+            None
+        };
+        Page { data, next_cursor }
+    }
+}
+
 /// The runs one event started, for [`Store::commit_ingest`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ingested {

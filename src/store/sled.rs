@@ -376,19 +376,12 @@ impl Store for SledStore {
             if name.is_some_and(|n| n != ev.event.name) {
                 continue;
             }
-            if data.len() == limit {
-                let next = data.last().map(|e: &StoredEvent| e.event.id.clone());
-                return Ok(Page {
-                    data,
-                    next_cursor: next,
-                });
-            }
             data.push(ev);
+            if data.len() > limit {
+                break;
+            }
         }
-        Ok(Page {
-            data,
-            next_cursor: None,
-        })
+        Ok(Page::from_overfull(data, limit, |e| e.event.id.clone()))
     }
 
     fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>> {
@@ -735,13 +728,7 @@ impl Store for SledStore {
                 }
             }
         }
-        let next_cursor = if data.len() > limit {
-            data.truncate(limit);
-            data.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { data, next_cursor })
+        Ok(Page::from_overfull(data, limit, |r| r.id.clone()))
     }
 
     fn update_run(
