@@ -36,10 +36,17 @@ fn rss_mb(field: &str) -> f64 {
 
 async fn run(n: usize) {
     let tmp = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(weir::store::redb::RedbStore::open(tmp.path()).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(weir::EmbeddedStore::open(weir::EmbeddedEngine::Redb, tmp.path()).unwrap());
     let wasm = std::fs::read(GUEST).expect("run guest-examples/build.sh first");
     let sha = hex::encode(Sha256::digest(&wasm));
-    let runtime = Arc::new(WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap());
+    let runtime = Arc::new(
+        WasmRuntime::new(
+            weir::engine::components_of(store.clone()),
+            WasmConfig::default(),
+        )
+        .unwrap(),
+    );
     let engine = Engine::new(
         store.clone(),
         runtime,
@@ -48,8 +55,9 @@ async fn run(n: usize) {
             ..EngineConfig::default()
         },
     )
+    .await
     .unwrap();
-    engine.put_component("t", &sha, &wasm).await.unwrap();
+    engine.put_component("t", &sha, wasm.clone()).await.unwrap();
     let def = FunctionDef::from_value(
         json!({"id": "parked", "triggers": [{"event": "park"}], "steps": {
         "woken": {"path": format!("sha256:{sha}"), "after": [{"step": "$trigger",
@@ -74,14 +82,14 @@ async fn run(n: usize) {
             .unwrap();
     }
     loop {
-        let waiting = engine.run_counts("t", "parked").unwrap()[&RunStatus::Waiting] as usize;
+        let waiting = engine.run_counts("t", "parked").await.unwrap()[&RunStatus::Waiting] as usize;
         if waiting >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let parked_in = started.elapsed();
-    store.flush().unwrap();
+    store.flush().await.unwrap();
     let disk = util::dir_bytes(tmp.path());
     let rss = rss_mb("VmRSS:");
     let hwm = rss_mb("VmHWM:");
@@ -91,9 +99,12 @@ async fn run(n: usize) {
     let t0 = Instant::now();
     let mut found = Vec::new();
     for _ in 0..100 {
-        found = store
-            .find_waits("t", "wake", &|p| weir::engine::dag::lookup(&wake, p))
-            .unwrap();
+        let q = weir::store::WaitQuery {
+            tenant: "t".into(),
+            event: "wake".into(),
+            incoming: wake.clone(),
+        };
+        found = store.find_waits(vec![q]).await.unwrap().remove(0);
     }
     let lookup = t0.elapsed() / 100;
     assert_eq!(found.len(), 1, "exactly one run waits for k = {target}");
@@ -104,14 +115,14 @@ async fn run(n: usize) {
         .await
         .unwrap();
     loop {
-        if engine.run_counts("t", "parked").unwrap()[&RunStatus::Completed] >= 1 {
+        if engine.run_counts("t", "parked").await.unwrap()[&RunStatus::Completed] >= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
     let woke = t1.elapsed();
-    assert!(engine.event("t", &ids[0]).unwrap().ingested);
-    let woken = engine.run("t", &found[0].run_id).unwrap();
+    assert!(engine.event("t", &ids[0]).await.unwrap().ingested);
+    let woken = engine.run("t", &found[0].run_id).await.unwrap();
     assert_eq!(woken.status, RunStatus::Completed);
     assert_eq!(
         woken.steps[0].async_event.as_ref().unwrap()["data"]["k"],

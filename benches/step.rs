@@ -16,9 +16,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use weir::expr::Expr;
 use weir::runtime::wasm::{componentize, WasmConfig, WasmRuntime};
+use weir::runtime::MemorySource;
 use weir::runtime::{ResolvedLimits, StepRequest, StepRuntime};
-use weir::store::sled::SledStore;
-use weir::store::Store;
 
 const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-examples/out/hello.wasm");
 
@@ -50,9 +49,9 @@ fn step_vs_raw(c: &mut Criterion) {
         .unwrap();
 
     // weir: the runtime the engine uses, with its limits, deadline and output caps.
-    let store = Arc::new(SledStore::temporary().unwrap());
+    let store = Arc::new(MemorySource::default());
     let sha = hex::encode(Sha256::digest(&module));
-    store.put_component("t", &sha, &module).unwrap();
+    store.insert_component("t", &sha, module.clone());
     let runtime = WasmRuntime::new(store, WasmConfig::default()).unwrap();
     rt.block_on(runtime.prepare("t", &sha)).unwrap();
     let req = StepRequest {
@@ -130,10 +129,10 @@ fn cel_and_parse(c: &mut Criterion) {
     });
 }
 
-/// One step completion as the engine writes it: read the run, record the output, queue
-/// the next step, update the run — one atomic, fsynced write — on each backend.
+/// One step completion as the engine writes it: the run with its output, under its
+/// revision, one atomic fsynced write through the store's writer, on each backend.
 fn store_commit(c: &mut Criterion) {
-    use weir::store::{Durability, Ingested, RunChange};
+    use weir::store::{Durability, Ingested, RunChange, RunWrite, Store};
     let def = weir::function::FunctionDef::from_value(
         json!({"id": "f", "triggers": [{"event": "e"}], "steps": {
         "a": {"path": format!("sha256:{}", "a".repeat(64))},
@@ -141,41 +140,54 @@ fn store_commit(c: &mut Criterion) {
     )
     .unwrap();
     let f = weir::function::Function::compile(def, 1, |_, _| Ok(())).unwrap();
-    for name in ["redb", "sled"] {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, engine) in [
+        ("redb", weir::EmbeddedEngine::Redb),
+        ("sled", weir::EmbeddedEngine::Sled),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = match name {
-            "redb" => Arc::new(weir::store::redb::RedbStore::open(dir.path()).unwrap()),
-            _ => Arc::new(SledStore::open(dir.path()).unwrap()),
-        };
+        let store: Arc<dyn Store> =
+            Arc::new(weir::EmbeddedStore::open(engine, dir.path()).unwrap());
         let ev = weir::event::parse_batch(br#"{"name":"e","data":{"x":1}}"#, 1)
             .unwrap()
             .remove(0);
-        store
-            .append_events("t", std::slice::from_ref(&ev), 0)
-            .unwrap();
         let (run, change) = weir::engine::dag::new_run(&f, "t", "r1".into(), &ev, 0);
-        store
-            .commit_ingest(
-                &[Ingested {
+        rt.block_on(async {
+            store.append_events("t", vec![ev.clone()], 0).await.unwrap();
+            store
+                .commit_ingest(vec![Ingested {
                     tenant: "t".into(),
                     event_id: ev.id.clone(),
                     runs: vec![(run, change)],
-                }],
-                Durability::Durable,
-            )
-            .unwrap();
+                }])
+                .await
+                .unwrap();
+        });
         let output = json!({"status": 200, "body": {"message": "Hello, Ada!", "length": 11}});
         c.bench_function(
             &format!("store commit of a step completion ({name}, fsynced)"),
             |b| {
                 b.iter(|| {
-                    store
-                        .update_run("t", "r1", Durability::Durable, &mut |r| {
-                            r.steps[0].output = Some(output.clone().into());
-                            r.steps[0].attempts += 1;
-                            Some(RunChange::default())
-                        })
-                        .unwrap()
+                    rt.block_on(async {
+                        let mut r = store.get_run("t", "r1").await.unwrap().unwrap();
+                        r.steps[0].output = Some(output.clone().into());
+                        r.steps[0].attempts += 1;
+                        store
+                            .write_run(RunWrite {
+                                tenant: "t".into(),
+                                run_id: "r1".into(),
+                                rev: r.rev,
+                                run: Some(r),
+                                change: RunChange::default(),
+                                lease: None,
+                                durability: Durability::Durable,
+                            })
+                            .await
+                            .unwrap()
+                    })
                 })
             },
         );

@@ -25,9 +25,20 @@ const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-examples/out/ech
 async fn run(name: &str, store: Arc<dyn Store>, dir: &Path, n: usize) {
     let wasm = std::fs::read(GUEST).expect("run guest-examples/build.sh first");
     let sha = hex::encode(Sha256::digest(&wasm));
-    let runtime = Arc::new(WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap());
-    let engine = Engine::new(store.clone(), runtime, EngineConfig::default()).unwrap();
-    engine.put_component("bench", &sha, &wasm).await.unwrap();
+    let runtime = Arc::new(
+        WasmRuntime::new(
+            weir::engine::components_of(store.clone()),
+            WasmConfig::default(),
+        )
+        .unwrap(),
+    );
+    let engine = Engine::new(store.clone(), runtime, EngineConfig::default())
+        .await
+        .unwrap();
+    engine
+        .put_component("bench", &sha, wasm.clone())
+        .await
+        .unwrap();
     let def = FunctionDef::from_value(
         json!({"id": "two", "triggers": [{"event": "go"}], "steps": {
         "a": {"path": format!("sha256:{sha}")},
@@ -50,7 +61,7 @@ async fn run(name: &str, store: Arc<dyn Store>, dir: &Path, n: usize) {
     }
     let accepted = started.elapsed();
     loop {
-        let counts = engine.run_counts("bench", "two").unwrap();
+        let counts = engine.run_counts("bench", "two").await.unwrap();
         let done = counts[&RunStatus::Completed] as usize;
         assert_eq!(counts[&RunStatus::Failed], 0);
         if done >= n {
@@ -59,7 +70,7 @@ async fn run(name: &str, store: Arc<dyn Store>, dir: &Path, n: usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
-    store.flush().unwrap();
+    store.flush().await.unwrap();
     let bytes = util::dir_bytes(dir).saturating_sub(before);
     println!(
         "{name:<5} {n} two-step runs in {:.2} s: {:.0} runs/s completed, {:.0} events/s accepted, {:.1} MB disk per 10k runs",
@@ -82,10 +93,12 @@ fn main() {
         .unwrap();
     for name in ["sled", "redb"] {
         let tmp = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = match name {
-            "sled" => Arc::new(weir::store::sled::SledStore::open(tmp.path()).unwrap()),
-            _ => Arc::new(weir::store::redb::RedbStore::open(tmp.path()).unwrap()),
+        let engine = match name {
+            "sled" => weir::EmbeddedEngine::Sled,
+            _ => weir::EmbeddedEngine::Redb,
         };
+        let store: Arc<dyn Store> =
+            Arc::new(weir::EmbeddedStore::open(engine, tmp.path()).unwrap());
         rt.block_on(run(name, store, tmp.path(), n));
     }
 }

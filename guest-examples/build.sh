@@ -30,7 +30,7 @@ for src in "$here"/rust/*.rs; do
   echo "built rust/$name.rs -> out/$name.wasm"
 done
 
-cargo build --quiet --manifest-path "$root/Cargo.toml" --bin weir
+cargo build --quiet --manifest-path "$root/Cargo.toml" --features fuzzing --bin weir
 weir="${CARGO_TARGET_DIR:-$root/target}/debug/weir"
 for src in "$here"/wat/*.wat; do
   name="$(basename "$src" .wat)"

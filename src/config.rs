@@ -1,7 +1,6 @@
 //! The server configuration file of `weir serve` (TOML), parsed strictly at the edge.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -13,15 +12,28 @@ use crate::runtime::ResolvedLimits;
 pub enum ConfigError {
     /// The file cannot be read.
     #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The TOML does not parse or does not match the format.
     #[error("{path}: {reason}")]
-    Format { path: String, reason: String },
+    Format {
+        /// The file.
+        path: String,
+        /// What does not parse.
+        reason: String,
+    },
     /// A value is invalid.
     #[error("{path}: {field}: {reason}")]
     Invalid {
+        /// The file.
         path: String,
+        /// The setting.
         field: String,
+        /// What is wrong with it.
         reason: String,
     },
 }
@@ -137,13 +149,7 @@ pub struct Config {
 
 /// The most a step may ask for unless the configuration says otherwise.
 pub fn default_ceilings() -> ResolvedLimits {
-    ResolvedLimits {
-        memory: 1 << 30,
-        timeout: Duration::from_secs(15 * 60),
-        stdout: 64 << 20,
-        stderr: 16 << 20,
-        fuel: None,
-    }
+    ResolvedLimits::CEILINGS
 }
 
 fn limits(
@@ -328,7 +334,7 @@ max_concurrent_steps = 4
         let c = Config::parse("weir.toml", GOOD).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9000");
         assert_eq!(c.limits.memory, 64 << 20);
-        assert_eq!(c.limits.timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.timeout, std::time::Duration::from_secs(5));
         assert_eq!(c.ceilings.memory, 256 << 20);
         assert_eq!(c.ingress.max_body, 1 << 20);
         assert_eq!(c.ingress.max_pending, 10);

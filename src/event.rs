@@ -20,15 +20,23 @@ pub enum EventError {
     Empty,
     /// The array holds more events than allowed.
     #[error("{count} events in one request; the limit is {limit}")]
-    TooMany { count: usize, limit: usize },
+    TooMany {
+        /// Events sent.
+        count: usize,
+        /// The most accepted.
+        limit: usize,
+    },
     /// The JSON nests deeper than allowed.
     #[error("body nests deeper than {0} levels")]
     TooDeep(usize),
     /// One event in the batch is invalid.
     #[error("event[{index}].{field}: {reason}")]
     Field {
+        /// The event's index in the batch.
         index: usize,
+        /// The field.
         field: &'static str,
+        /// What is wrong with it.
         reason: String,
     },
 }

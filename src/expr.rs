@@ -12,13 +12,28 @@ use serde_json::Value;
 pub enum ExprError {
     /// The source does not parse as CEL.
     #[error("invalid CEL `{expr}`: {reason}")]
-    Parse { expr: String, reason: String },
+    Parse {
+        /// The source.
+        expr: String,
+        /// The parser's message.
+        reason: String,
+    },
     /// Evaluation failed (a missing key, a type mismatch…).
     #[error("`{expr}` failed: {reason}")]
-    Eval { expr: String, reason: String },
+    Eval {
+        /// The source.
+        expr: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// Evaluation produced something other than a boolean.
     #[error("`{expr}` must evaluate to a boolean, got {got}")]
-    NotBool { expr: String, got: String },
+    NotBool {
+        /// The source.
+        expr: String,
+        /// What it gave.
+        got: String,
+    },
 }
 
 /// A compiled CEL expression; cheap to clone and share between threads.

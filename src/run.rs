@@ -138,9 +138,17 @@ pub struct StepState {
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum WaitSlot {
     /// Incoming edge `edge` of step `step` (indices in the function version).
-    Edge { step: usize, edge: usize },
+    Edge {
+        /// The step's index.
+        step: usize,
+        /// The edge's index among the step's incoming edges.
+        edge: usize,
+    },
     /// Cancellation rule `rule` of the function.
-    Cancel { rule: usize },
+    Cancel {
+        /// The rule's index.
+        rule: usize,
+    },
 }
 
 impl WaitSlot {
@@ -215,6 +223,10 @@ pub struct Run {
     /// Live waits for events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waits: Vec<Wait>,
+    /// The stored record's revision when this copy was read (0 for a run not stored
+    /// yet); a write computed from this copy is refused once the run has moved on.
+    #[serde(skip)]
+    pub rev: u64,
 }
 
 /// An entry of the ready queue: a step of a run that may execute at `due`.

@@ -21,7 +21,10 @@ async fn upload(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
     let bytes = read_body(body, state.config.max_component).await?;
-    let kind = state.engine.put_component(&tenant, &sha, &bytes).await?;
+    let kind = state
+        .engine
+        .put_component(&tenant, &sha, bytes.to_vec())
+        .await?;
     Ok(Json(
         json!({"sha256": sha.to_ascii_lowercase(), "kind": kind}),
     ))

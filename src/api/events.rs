@@ -1,14 +1,14 @@
 //! `POST /e/{key}` (ingest) and `/v1/events` (read).
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{read_body, ApiError, AppState};
+use super::{read_body, ApiError, AppState, Query};
 use crate::event::{check_depth, parse_batch, EventError};
 use crate::store::StoredEvent;
 
@@ -28,6 +28,7 @@ async fn ingest_bearer(
     let key = super::bearer(&headers).map(str::to_string).ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
             "missing event key: use POST /e/{key} or Authorization: Bearer <key>",
         )
     })?;
@@ -41,12 +42,15 @@ async fn ingest(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.auth.event_tenant(Some(&key))?;
     let bytes = read_body(body, state.config.max_event_body).await?;
-    check_depth(&bytes, state.config.max_depth).map_err(|e| ApiError::bad(e.to_string()))?;
+    check_depth(&bytes, state.config.max_depth)
+        .map_err(|e| ApiError::bad("too_deep", e.to_string()))?;
     let events = parse_batch(&bytes, state.config.max_events).map_err(|e| match e {
-        EventError::TooMany { .. } => {
-            ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
-        }
-        other => ApiError::bad(other.to_string()),
+        EventError::TooMany { .. } => ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            e.to_string(),
+        ),
+        other => ApiError::bad("invalid_event", other.to_string()),
     })?;
     let ids = state.engine.send(&tenant, events).await?;
     Ok(Json(json!({"ids": ids, "status": 200})))
@@ -67,7 +71,7 @@ async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
-    Ok(Json(event_json(&state.engine.event(&tenant, &id)?)))
+    Ok(Json(event_json(&state.engine.event(&tenant, &id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -83,12 +87,15 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
-    let page = state.engine.events(
-        &tenant,
-        q.name.as_deref(),
-        q.limit.unwrap_or(50),
-        q.cursor.as_deref(),
-    )?;
+    let page = state
+        .engine
+        .events(
+            &tenant,
+            q.name.as_deref(),
+            q.limit.unwrap_or(50),
+            q.cursor.as_deref(),
+        )
+        .await?;
     Ok(Json(
         json!({"data": page.data.iter().map(event_json).collect::<Vec<_>>(), "next_cursor": page.next_cursor}),
     ))

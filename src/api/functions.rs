@@ -23,7 +23,8 @@ async fn deploy(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
     let bytes = read_body(body, 1 << 20).await?;
-    let def = FunctionDef::from_json(&bytes).map_err(|e| ApiError::bad(e.to_string()))?;
+    let def = FunctionDef::from_json(&bytes)
+        .map_err(|e| ApiError::bad("invalid_definition", e.to_string()))?;
     let (id, version) = state.engine.deploy(&tenant, def).await?;
     Ok(Json(json!({"id": id, "version": version})))
 }
@@ -34,7 +35,8 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<
     for f in state.engine.functions(&tenant) {
         let counts: serde_json::Map<String, Value> = state
             .engine
-            .run_counts(&tenant, &f.id)?
+            .run_counts(&tenant, &f.id)
+            .await?
             .into_iter()
             .map(|(k, v)| (k.as_str().to_string(), v.into()))
             .collect();
@@ -56,5 +58,5 @@ async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
-    Ok(Json(state.engine.function(&tenant, &id)?))
+    Ok(Json(state.engine.function(&tenant, &id).await?))
 }

@@ -74,11 +74,12 @@ impl AppState {
 
 impl From<auth::AuthError> for ApiError {
     fn from(e: auth::AuthError) -> Self {
-        let status = match e {
-            auth::AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Self::new(status, e.to_string())
+        match e {
+            auth::AuthError::Forbidden(_) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            _ => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+        }
     }
 }
 
@@ -90,36 +91,59 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(functions::routes())
         .merge(components::routes())
         .merge(runs::routes())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                "no such endpoint",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .with_state(state)
 }
 
-/// An error reply: `{"error": "...", "status": N}`.
+/// An error reply: `{"error": "...", "code": "...", "status": N}`; `code` is stable
+/// (the README lists every one), `error` is for people.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
+    code: &'static str,
     message: String,
     retry_after: Option<u64>,
 }
 
 impl ApiError {
-    /// An error with a status and message.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// An error with a status, a stable code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
+            code,
             message: message.into(),
             retry_after: None,
         }
     }
 
-    fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+    /// A 400 with this code.
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": self.message, "status": self.status.as_u16()}));
+        let body =
+            Json(json!({"error": self.message, "code": self.code, "status": self.status.as_u16()}));
         match self.retry_after {
             Some(s) => (
                 self.status,
@@ -135,21 +159,39 @@ impl IntoResponse for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-            EngineError::Function(_) | EngineError::Component(_) | EngineError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            EngineError::Busy { .. } => {
-                let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string());
-                err.retry_after = Some(1);
-                return err;
-            }
+            EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
+            EngineError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            e if e.is_client_error() => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("{e}");
         }
-        Self::new(status, e.to_string())
+        let mut err = Self::new(status, e.code(), e.to_string());
+        if let EngineError::Busy { .. } = e {
+            err.retry_after = Some(1);
+        }
+        err
+    }
+}
+
+/// Query parameters, with a malformed query answered as a JSON error (axum's own
+/// rejection is plain text).
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Query<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad("invalid_query", e.body_text()))
     }
 }
 
@@ -159,16 +201,17 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::B
         let mut too_big = false;
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(err) = cur {
-            too_big |= err.to_string().contains("length limit");
+            too_big |= err.is::<http_body_util::LengthLimitError>();
             cur = err.source();
         }
         if too_big {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
                 format!("body is larger than the limit of {limit} bytes"),
             )
         } else {
-            ApiError::bad(format!("cannot read the body: {e}"))
+            ApiError::bad("unreadable_body", format!("cannot read the body: {e}"))
         }
     })
 }

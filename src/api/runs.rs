@@ -1,13 +1,13 @@
 //! `/v1/runs`: list with filters and a cursor, and one run with its steps.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Query};
 use crate::run::RunStatus;
 use crate::store::RunFilter;
 
@@ -37,7 +37,7 @@ async fn list(
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            ApiError::bad(format!("status `{s}` is not one of running, waiting, sleeping, completed, failed, cancelled"))
+            ApiError::bad("invalid_query", format!("status `{s}` is not one of running, waiting, sleeping, completed, failed, cancelled"))
         })?),
     };
     let filter = RunFilter {
@@ -48,7 +48,8 @@ async fn list(
     };
     let page = state
         .engine
-        .runs(&tenant, &filter, q.limit.unwrap_or(50), q.cursor.as_deref())?;
+        .runs(&tenant, &filter, q.limit.unwrap_or(50), q.cursor.as_deref())
+        .await?;
     Ok(Json(json!({
         "data": page.data.iter().map(|r| r.to_api()).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,
@@ -61,7 +62,7 @@ async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
-    Ok(Json(state.engine.run(&tenant, &id)?.to_api()))
+    Ok(Json(state.engine.run(&tenant, &id).await?.to_api()))
 }
 
 async fn cancel(
@@ -70,5 +71,5 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
-    Ok(Json(state.engine.cancel_run(&tenant, &id)?.to_api()))
+    Ok(Json(state.engine.cancel_run(&tenant, &id).await?.to_api()))
 }

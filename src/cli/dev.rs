@@ -43,14 +43,17 @@ pub fn main(args: Args) -> Result<ExitCode> {
 async fn serve(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let store = super::open_store(args.store, &args.data_dir)?;
-    let runtime = Arc::new(WasmRuntime::new(store.clone(), WasmConfig::default())?);
+    let runtime = Arc::new(WasmRuntime::new(
+        weir::engine::components_of(store.clone()),
+        WasmConfig::default(),
+    )?);
     let mut config = EngineConfig::default();
     if let Some(w) = args.workers {
         config.workers = w.max(1);
         // One open tenant may use the whole pool.
         config.tenant_concurrency = config.workers;
     }
-    let engine = Engine::new(store.clone(), runtime, config)?;
+    let engine = Engine::new(store.clone(), runtime, config).await?;
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("`{}:{}` is not an address", args.host, args.port))?;
@@ -107,12 +110,5 @@ async fn serve(args: Args) -> Result<ExitCode> {
     // Steps still executing get a grace period; those that outlast it run again on the
     // next start without counting an attempt.
     stopper.shutdown(super::STOP_GRACE).await;
-    store_flush(&store);
     Ok(ExitCode::SUCCESS)
-}
-
-fn store_flush(store: &Arc<dyn weir::store::Store>) {
-    if let Err(e) = store.flush() {
-        eprintln!("warning: final flush failed: {e}");
-    }
 }

@@ -82,7 +82,7 @@ pub async fn deploy_local(
     loaded: Loaded,
 ) -> Result<(String, u64)> {
     for (sha, bytes) in &loaded.components {
-        if let Err(e) = engine.put_component(tenant, sha, bytes).await {
+        if let Err(e) = engine.put_component(tenant, sha, bytes.clone()).await {
             let steps: Vec<String> = loaded
                 .def
                 .steps

@@ -69,14 +69,13 @@ pub fn open_store(
 ) -> anyhow::Result<std::sync::Arc<dyn weir::store::Store>> {
     use anyhow::Context;
     let ctx = || format!("cannot open the {} store in {}", kind.name(), dir.display());
-    Ok(match kind {
-        StoreKind::Sled => {
-            std::sync::Arc::new(weir::store::sled::SledStore::open(dir).with_context(ctx)?)
-        }
-        StoreKind::Redb => {
-            std::sync::Arc::new(weir::store::redb::RedbStore::open(dir).with_context(ctx)?)
-        }
-    })
+    let engine = match kind {
+        StoreKind::Sled => weir::EmbeddedEngine::Sled,
+        StoreKind::Redb => weir::EmbeddedEngine::Redb,
+    };
+    Ok(std::sync::Arc::new(
+        weir::EmbeddedStore::open(engine, dir).with_context(ctx)?,
+    ))
 }
 
 /// Parses arguments and runs the subcommand; errors go to stderr with exit code 1.

@@ -12,7 +12,6 @@ use weir::engine::{Engine, EngineConfig};
 use weir::event::parse_batch;
 use weir::run::RunStatus;
 use weir::runtime::wasm::{WasmConfig, WasmRuntime};
-use weir::store::redb::RedbStore;
 use weir::DEV_TENANT;
 
 #[derive(clap::Args)]
@@ -35,15 +34,16 @@ pub fn main(a: Args) -> Result<ExitCode> {
 }
 
 async fn run(a: Args) -> Result<ExitCode> {
-    let store = Arc::new(RedbStore::temporary()?);
+    let store: Arc<dyn weir::Store> =
+        Arc::new(weir::EmbeddedStore::temporary(weir::EmbeddedEngine::Redb)?);
     let runtime = Arc::new(WasmRuntime::new(
-        store.clone(),
+        weir::engine::components_of(store.clone()),
         WasmConfig {
             pool_instances: 16,
             ..WasmConfig::default()
         },
     )?);
-    let engine = Engine::new(store, runtime, EngineConfig::default())?;
+    let engine = Engine::new(store, runtime, EngineConfig::default()).await?;
     let loaded = super::load::function_file(&a.file)?;
     let (fid, _) = super::load::deploy_local(&engine, DEV_TENANT, loaded).await?;
     let raw =
@@ -53,12 +53,12 @@ async fn run(a: Args) -> Result<ExitCode> {
     engine.start();
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let run = loop {
-        let ev = engine.event(DEV_TENANT, &ids[0])?;
+        let ev = engine.event(DEV_TENANT, &ids[0]).await?;
         if ev.ingested {
             let Some(rid) = ev.run_ids.first() else {
                 bail!("the event does not trigger `{fid}` (check the trigger's event name and expression)");
             };
-            let run = engine.run(DEV_TENANT, rid)?;
+            let run = engine.run(DEV_TENANT, rid).await?;
             if run.status.is_terminal() {
                 break run;
             }

@@ -1,7 +1,6 @@
 //! `weir serve --config weir.toml`: the production server. Tenants and their keys come
 //! from the config; every `/v1` call needs an API key and sees only its tenant.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,7 +47,10 @@ async fn serve(args: Args) -> Result<ExitCode> {
         guard_pages: cfg.guard_pages,
         ..WasmConfig::default()
     };
-    let runtime = Arc::new(WasmRuntime::new(store.clone(), wasm)?);
+    let runtime = Arc::new(WasmRuntime::new(
+        weir::engine::components_of(store.clone()),
+        wasm,
+    )?);
     let mut ec = EngineConfig {
         default_limits: cfg.limits,
         ceilings: cfg.ceilings,
@@ -69,8 +71,8 @@ async fn serve(args: Args) -> Result<ExitCode> {
         .tenants
         .iter()
         .filter_map(|t| t.max_concurrent_steps.map(|n| (t.id.clone(), n)))
-        .collect::<HashMap<_, _>>();
-    let engine = Engine::new(store.clone(), runtime, ec)?;
+        .collect();
+    let engine = Engine::new(store.clone(), runtime, ec).await?;
     let listen = args.listen.unwrap_or_else(|| cfg.listen.clone());
     let addr: SocketAddr = listen
         .parse()
@@ -110,8 +112,5 @@ async fn serve(args: Args) -> Result<ExitCode> {
     // Steps still executing get a grace period; those that outlast it run again on the
     // next start without counting an attempt.
     stopper.shutdown(super::STOP_GRACE).await;
-    if let Err(e) = store.flush() {
-        eprintln!("warning: final flush failed: {e}");
-    }
     Ok(ExitCode::SUCCESS)
 }

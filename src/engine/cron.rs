@@ -40,14 +40,20 @@ async fn fire_due(engine: &Arc<Engine>) -> Result<Option<i64>, super::EngineErro
     for (tenant, f) in engine.registry.all() {
         for (i, c) in f.crons.iter().enumerate() {
             let key = format!("cron/{tenant}/{}/{i}/{}", f.id, c.source);
-            let last = match engine.store.get_meta(&key)? {
-                Some(v) => String::from_utf8_lossy(&v).parse::<i64>().unwrap_or(now),
+            let stored = engine.store.get_meta(&key).await?;
+            let last = match &stored {
+                Some(v) => String::from_utf8_lossy(v).parse::<i64>().unwrap_or(now),
                 None => {
                     // A new schedule starts from now: no ticks from before it existed.
-                    engine.store.put_meta(&key, now.to_string().as_bytes())?;
+                    let start = now.to_string();
+                    engine
+                        .store
+                        .put_meta_if(&key, None, start.as_bytes())
+                        .await?;
                     now
                 }
             };
+            let last_bytes = stored.unwrap_or_else(|| now.to_string().into_bytes());
             let Some(mut tick) = c.next_after(last) else {
                 continue;
             };
@@ -68,9 +74,17 @@ async fn fire_due(engine: &Arc<Engine>) -> Result<Option<i64>, super::EngineErro
                     ts: tick,
                     v: None,
                 };
+                // Sent before the tick is recorded, so a crash in between fires it again;
+                // the idempotency key makes that (and another process firing it too)
+                // start one run. Of several processes, one records the tick.
                 engine.send(&tenant, vec![event]).await?;
-                engine.store.put_meta(&key, tick.to_string().as_bytes())?;
-                tracing::info!(tenant, function = f.id, tick, "cron tick fired");
+                let fired = engine
+                    .store
+                    .put_meta_if(&key, Some(&last_bytes), tick.to_string().as_bytes())
+                    .await?;
+                if fired {
+                    tracing::info!(tenant, function = f.id, tick, "cron tick fired");
+                }
                 match c.next_after(tick) {
                     Some(n) => tick = n,
                     None => continue,

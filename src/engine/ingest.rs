@@ -1,42 +1,34 @@
 //! Trigger matching: stored events become runs. An event leaves the pending set in the
 //! same atomic write that creates its runs, so a crash in between only repeats the work.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{dag, Engine, EngineError};
+use super::{dag, waits, Engine, EngineError};
 use crate::event::{new_id, now_ms, Event};
 use crate::function::Function;
 use crate::run::Run;
-use crate::store::{Durability, Ingested, RunChange};
+use crate::store::{Ingested, RunChange, WaitQuery};
 
 const BATCH: usize = 256;
 
 /// Matches pending events forever; wakes on new events and polls as a safety net.
 pub async fn run_loop(engine: Arc<Engine>) {
     loop {
-        let store = engine.store.clone();
-        let now = now_ms();
-        let pending = tokio::task::spawn_blocking(move || store.pending_events(now, BATCH)).await;
-        let pending = match pending {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
+        let pending = match engine.store.pending_events(now_ms(), BATCH).await {
+            Ok(p) => p,
+            Err(e) => {
                 tracing::error!("cannot read pending events: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::error!("pending-event reader panicked: {e}");
                 continue;
             }
         };
         if pending.is_empty() {
             // Sleep until the next future-dated event is due, a new event arrives, or 1 s.
-            let next = engine.store.next_delayed().ok().flatten();
+            let next = engine.store.next_delayed().await.ok().flatten();
             let wait = next
                 .map(|t| Duration::from_millis((t - now_ms()).clamp(1, 1000) as u64))
                 .unwrap_or(Duration::from_secs(1));
@@ -51,26 +43,44 @@ pub async fn run_loop(engine: Arc<Engine>) {
     }
 }
 
-/// Matches a batch of events and records all their runs in one durable write. All of
-/// it is store work, so it runs off the async threads.
+/// Resumes the waits a batch of events matches, then records all their runs in one
+/// durable write.
 async fn ingest_batch(
     engine: &Arc<Engine>,
     pending: Vec<(String, Event)>,
 ) -> Result<(), EngineError> {
+    let values: Vec<Value> = pending.iter().map(|(_, ev)| ev.to_value()).collect();
+    // Waits first: each resume is its own atomic write and is idempotent, so a crash
+    // before the events are marked ingested only repeats work.
+    let queries = pending
+        .iter()
+        .zip(&values)
+        .map(|((tenant, ev), v)| WaitQuery {
+            tenant: tenant.clone(),
+            event: ev.name.clone(),
+            incoming: v.clone(),
+        })
+        .collect();
+    let found = engine.store.find_waits(queries).await?;
+    for (((tenant, _), v), keys) in pending.iter().zip(&values).zip(found) {
+        if !keys.is_empty() {
+            waits::resume_waits(engine, tenant, v, keys).await?;
+        }
+    }
+    // Trigger expressions are CPU work: off the async threads.
     let e = engine.clone();
     let batch = tokio::task::spawn_blocking(move || {
         pending
             .iter()
-            .map(|(t, ev)| plan(&e, t, ev))
-            .collect::<Result<Vec<_>, _>>()
+            .zip(&values)
+            .map(|((t, ev), v)| plan(&e, t, ev, v))
+            .collect::<Vec<_>>()
     })
     .await
-    .map_err(|e| EngineError::BadRequest(e.to_string()))??;
+    .map_err(|e| EngineError::Internal(format!("trigger matching panicked: {e}")))?;
     let n = batch.len() as u64;
     let runs: u64 = batch.iter().map(|b| b.runs.len() as u64).sum();
-    // Through the writer: the runs share its commit and fsync with the steps' results
-    // and the events being acknowledged, instead of contending for the write lock.
-    engine.writer.ingest(batch).await?;
+    engine.store.commit_ingest(batch).await?;
     engine.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
     let _ = engine
         .pending
@@ -80,12 +90,8 @@ async fn ingest_batch(
     Ok(())
 }
 
-/// Resumes the waits an event matches and decides which runs it starts.
-fn plan(engine: &Engine, tenant: &str, event: &Event) -> Result<Ingested, EngineError> {
-    // Resume the waits this event matches first: each resume is its own atomic write and
-    // is idempotent, so a crash before the event is marked ingested only repeats work.
-    let value = event.to_value();
-    resume_waits(engine, tenant, &event.name, &value)?;
+/// The runs an event starts.
+fn plan(engine: &Engine, tenant: &str, event: &Event, value: &Value) -> Ingested {
     let now = now_ms();
     let candidates: Vec<Arc<Function>> = if event.name == super::cron::CRON_EVENT {
         // A cron tick starts the one function it was fired for.
@@ -105,64 +111,18 @@ fn plan(engine: &Engine, tenant: &str, event: &Event) -> Result<Ingested, Engine
             .registry
             .triggered_by(tenant, &event.name)
             .into_iter()
-            .filter(|f| matches(engine, f, event, &value))
+            .filter(|f| matches(engine, f, event, value))
             .collect()
     };
     let runs: Vec<(Run, RunChange)> = candidates
         .iter()
         .map(|f| dag::new_run(f, tenant, new_id(), event, now))
         .collect();
-    Ok(Ingested {
+    Ingested {
         tenant: tenant.into(),
         event_id: event.id.clone(),
         runs,
-    })
-}
-
-/// Resolves the `async` edges and cancellation rules that `incoming` matches. Waits are
-/// found through the index (by event name, and by value where the match is an equality).
-pub fn resume_waits(
-    engine: &Engine,
-    tenant: &str,
-    name: &str,
-    incoming: &Value,
-) -> Result<usize, EngineError> {
-    let keys = engine
-        .store
-        .find_waits(tenant, name, &|path| dag::lookup(incoming, path))?;
-    let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for k in keys {
-        by_run.entry(k.run_id).or_default().push(k.slot);
     }
-    let mut resumed = 0;
-    for (run_id, slots) in by_run {
-        let Some(run) = engine.store.get_run(tenant, &run_id)? else {
-            continue;
-        };
-        let f = engine.function_version(tenant, &run.function_id, run.function_version)?;
-        let now = now_ms();
-        let mut hit = false;
-        engine
-            .store
-            .update_run(tenant, &run_id, Durability::Lazy, &mut |r| {
-                let mut change = RunChange::default();
-                hit = false;
-                for slot in &slots {
-                    if let Some(c) = dag::resume(&f, r, slot, incoming, now) {
-                        hit = true;
-                        change.extend(c);
-                    }
-                }
-                hit.then_some(change)
-            })?;
-        if hit {
-            resumed += 1;
-        }
-    }
-    if resumed > 0 {
-        engine.dispatch_wake.notify_one();
-    }
-    Ok(resumed)
 }
 
 /// Whether any trigger of `f` for this event's name holds. A trigger whose expression

@@ -19,12 +19,20 @@ pub use validate::{
 pub enum FunctionError {
     /// The JSON does not match the format.
     #[error("invalid function definition at `{path}`: {reason}")]
-    Format { path: String, reason: String },
+    Format {
+        /// Where in the JSON.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A field holds an invalid value.
     #[error("function `{function}`: {field}: {reason}")]
     Invalid {
+        /// The function's id.
         function: String,
+        /// The field (`steps.send.after[0].if`…).
         field: String,
+        /// What is wrong with it.
         reason: String,
     },
 }

@@ -24,6 +24,17 @@ pub struct ResolvedLimits {
     pub fuel: Option<u64>,
 }
 
+impl ResolvedLimits {
+    /// The most a function may ask for unless the server says otherwise.
+    pub const CEILINGS: ResolvedLimits = ResolvedLimits {
+        memory: 1 << 30,
+        timeout: Duration::from_secs(15 * 60),
+        stdout: 64 << 20,
+        stderr: 16 << 20,
+        fuel: None,
+    };
+}
+
 impl Default for ResolvedLimits {
     fn default() -> Self {
         Self {
@@ -118,6 +129,54 @@ pub enum RuntimeError {
     /// Storage failed underneath.
     #[error("{0}")]
     Store(String),
+}
+
+/// Where a runtime finds components and keeps their compiled artefacts: the narrow view
+/// of storage it needs (errors are the storage's message).
+#[async_trait::async_trait]
+pub trait ComponentSource: Send + Sync + 'static {
+    /// The bytes of component `sha256` of `tenant`.
+    async fn component(&self, tenant: &str, sha256: &str) -> Result<Option<Vec<u8>>, String>;
+    /// A compiled artefact.
+    async fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Keeps a compiled artefact.
+    async fn put_artifact(&self, key: &str, bytes: Vec<u8>) -> Result<(), String>;
+}
+
+/// A [`ComponentSource`] in memory (for `weir componentize`, tests and benchmarks).
+#[derive(Default)]
+pub struct MemorySource {
+    components: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<u8>>>,
+    artifacts: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+impl MemorySource {
+    /// Adds a component.
+    pub fn insert_component(&self, tenant: &str, sha256: &str, bytes: Vec<u8>) {
+        self.components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tenant.into(), sha256.into()), bytes);
+    }
+}
+
+#[async_trait::async_trait]
+impl ComponentSource for MemorySource {
+    async fn component(&self, tenant: &str, sha256: &str) -> Result<Option<Vec<u8>>, String> {
+        let m = self.components.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(m.get(&(tenant.to_string(), sha256.to_string())).cloned())
+    }
+
+    async fn artifact(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let m = self.artifacts.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(m.get(key).cloned())
+    }
+
+    async fn put_artifact(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let mut m = self.artifacts.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(key.to_string(), bytes);
+        Ok(())
+    }
 }
 
 /// Executes steps. Implementations must be cheap to call concurrently.

@@ -18,10 +18,9 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use super::{
-    human_bytes, BoxFuture, ComponentKind, RuntimeError, StepFailure, StepOutcome, StepRequest,
-    StepRuntime,
+    human_bytes, BoxFuture, ComponentKind, ComponentSource, RuntimeError, StepFailure, StepOutcome,
+    StepRequest, StepRuntime,
 };
-use crate::store::Store;
 
 /// How often the epoch ticks; deadlines are checked (and guests yield) at this pace.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -121,7 +120,7 @@ type Cache = Mutex<HashMap<(String, String), Arc<OnceCell<Pre>>>>;
 pub struct WasmRuntime {
     engine: Engine,
     linker: Linker<Host>,
-    store: Arc<dyn Store>,
+    source: Arc<dyn ComponentSource>,
     cache: Cache,
     engine_tag: String,
     pooling: bool,
@@ -206,8 +205,9 @@ pub fn componentize(module: &[u8]) -> Result<Vec<u8>, RuntimeError> {
 }
 
 impl WasmRuntime {
-    /// Builds the engine, the WASI linker and the epoch ticker.
-    pub fn new(store: Arc<dyn Store>, cfg: WasmConfig) -> Result<Self, RuntimeError> {
+    /// Builds the engine, the WASI linker and the epoch ticker; components and compiled
+    /// artefacts come from `source`.
+    pub fn new(source: Arc<dyn ComponentSource>, cfg: WasmConfig) -> Result<Self, RuntimeError> {
         let (engine, pooling) = match cfg.pooling {
             true => match Engine::new(&engine_config(&cfg, true)) {
                 Ok(e) => (e, true),
@@ -245,7 +245,7 @@ impl WasmRuntime {
         Ok(Self {
             engine,
             linker,
-            store,
+            source,
             cache: Mutex::new(HashMap::new()),
             engine_tag,
             pooling,
@@ -282,37 +282,47 @@ impl WasmRuntime {
     }
 
     async fn compile(&self, tenant: &str, sha: &str) -> Result<Pre, RuntimeError> {
-        let st = |e: crate::store::StoreError| RuntimeError::Store(e.to_string());
         let bytes = self
-            .store
-            .get_component(tenant, sha)
-            .map_err(st)?
+            .source
+            .component(tenant, sha)
+            .await
+            .map_err(RuntimeError::Store)?
             .ok_or_else(|| RuntimeError::Missing(sha.into()))?;
         let artifact_key = format!("{sha}-{}", self.engine_tag);
+        let cached = self
+            .source
+            .artifact(&artifact_key)
+            .await
+            .map_err(RuntimeError::Store)?;
         let engine = self.engine.clone();
-        let store = self.store.clone();
-        let component = tokio::task::spawn_blocking(move || -> Result<Component, RuntimeError> {
-            if let Some(art) = store.get_artifact(&artifact_key).map_err(st)? {
-                // SAFETY: artefacts are written only by this function, from
-                // `Component::serialize` of an engine with the same compatibility hash
-                // (part of the key); wasmtime also checks the header before loading.
-                if let Ok(c) = unsafe { Component::deserialize(&engine, &art) } {
-                    return Ok(c);
+        let (component, fresh) = tokio::task::spawn_blocking(
+            move || -> Result<(Component, Option<Vec<u8>>), RuntimeError> {
+                if let Some(art) = cached {
+                    // SAFETY: artefacts are written only by this function, from
+                    // `Component::serialize` of an engine with the same compatibility hash
+                    // (part of the key); wasmtime also checks the header before loading.
+                    if let Ok(c) = unsafe { Component::deserialize(&engine, &art) } {
+                        return Ok((c, None));
+                    }
                 }
-            }
-            let comp_bytes = match kind_of(&bytes)? {
-                ComponentKind::Component => bytes,
-                ComponentKind::Module => componentize(&bytes)?,
-            };
-            let c = Component::new(&engine, &comp_bytes)
-                .map_err(|e| RuntimeError::Invalid(format!("does not compile: {e:#}")))?;
-            if let Ok(ser) = c.serialize() {
-                store.put_artifact(&artifact_key, &ser).map_err(st)?;
-            }
-            Ok(c)
-        })
+                let comp_bytes = match kind_of(&bytes)? {
+                    ComponentKind::Component => bytes,
+                    ComponentKind::Module => componentize(&bytes)?,
+                };
+                let c = Component::new(&engine, &comp_bytes)
+                    .map_err(|e| RuntimeError::Invalid(format!("does not compile: {e:#}")))?;
+                let ser = c.serialize().ok();
+                Ok((c, ser))
+            },
+        )
         .await
         .map_err(|e| RuntimeError::Invalid(format!("compilation panicked: {e}")))??;
+        if let Some(ser) = fresh {
+            self.source
+                .put_artifact(&artifact_key, ser)
+                .await
+                .map_err(RuntimeError::Store)?;
+        }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             RuntimeError::Invalid(format!("imports something weir does not provide: {e:#}"))
         })?;
@@ -454,7 +464,7 @@ impl StepRuntime for WasmRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sled::SledStore;
+    use crate::runtime::MemorySource;
     use sha2::{Digest, Sha256};
 
     const ECHO: &str = r#"(module
@@ -467,11 +477,11 @@ mod tests {
         (i32.store (i32.const 32) (i32.const 64)) (i32.store (i32.const 36) (i32.load (i32.const 16)))
         (drop (call $w (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 20)))))"#;
 
-    fn setup() -> (Arc<SledStore>, String) {
-        let store = Arc::new(SledStore::temporary().unwrap());
+    fn setup() -> (Arc<MemorySource>, String) {
+        let store = Arc::new(MemorySource::default());
         let module = wat::parse_str(ECHO).unwrap();
         let sha = hex::encode(Sha256::digest(&module));
-        store.put_component("t", &sha, &module).unwrap();
+        store.insert_component("t", &sha, module);
         (store, sha)
     }
 
@@ -493,15 +503,19 @@ mod tests {
         assert_eq!(out.result, Ok(()));
         assert_eq!(out.stdout, b"{\"hi\":1}");
         let key = format!("{sha}-{}", rt.engine_tag);
-        let artefact = store.get_artifact(&key).unwrap().expect("artefact stored");
+        let artefact = store
+            .artifact(&key)
+            .await
+            .unwrap()
+            .expect("artefact stored");
         // A new runtime (a restart) loads the artefact instead of compiling.
         let rt2 = WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap();
         assert_eq!(rt2.run(request(&sha)).await.result, Ok(()));
         // A corrupt artefact is not trusted: the component is compiled again.
-        store.put_artifact(&key, b"garbage").unwrap();
+        store.put_artifact(&key, b"garbage".to_vec()).await.unwrap();
         let rt3 = WasmRuntime::new(store.clone(), WasmConfig::default()).unwrap();
         assert_eq!(rt3.run(request(&sha)).await.stdout, b"{\"hi\":1}");
-        assert_ne!(store.get_artifact(&key).unwrap().unwrap(), b"garbage");
+        assert_ne!(store.artifact(&key).await.unwrap().unwrap(), b"garbage");
         assert!(!artefact.is_empty());
     }
 
@@ -534,10 +548,10 @@ mod tests {
     #[tokio::test]
     async fn memory_is_bounded_and_never_leaks_between_steps_in_either_mode() {
         for guard_pages in [false, true] {
-            let store = Arc::new(SledStore::temporary().unwrap());
+            let store = Arc::new(MemorySource::default());
             let module = wat::parse_str(SNOOP).unwrap();
             let sha = hex::encode(Sha256::digest(&module));
-            store.put_component("t", &sha, &module).unwrap();
+            store.insert_component("t", &sha, module);
             let cfg = WasmConfig {
                 guard_pages,
                 ..WasmConfig::default()

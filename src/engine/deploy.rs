@@ -1,0 +1,177 @@
+//! Deploying: components checked and stored, definitions validated against the server's
+//! ceilings and stored as immutable versions, and versions loaded back on demand.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::error::Resource;
+use super::{Engine, EngineError};
+use crate::event::now_ms;
+use crate::function::{Function, FunctionDef, FunctionError};
+use crate::runtime::{ComponentKind, RuntimeError};
+use crate::store::FunctionRecord;
+
+impl Engine {
+    /// Loads the latest version of every stored function into the registry.
+    pub(super) async fn load_functions(&self) -> Result<(), EngineError> {
+        for (tenant, rec) in self.store.latest_functions().await? {
+            match compile_record(&rec) {
+                Ok(f) => self.registry.insert(&tenant, f),
+                Err(e) => tracing::error!(
+                    tenant,
+                    function = rec.id,
+                    "cannot load stored function: {e}"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// A function version, from memory or the store.
+    pub async fn function_version(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Arc<Function>, EngineError> {
+        if let Some(f) = self.registry.version(tenant, id, version) {
+            return Ok(f);
+        }
+        let rec = self
+            .store
+            .get_function(tenant, id, version)
+            .await?
+            .ok_or_else(|| {
+                EngineError::not_found(Resource::Function, format!("{id} version {version}"))
+            })?;
+        let f = compile_record(&rec)?;
+        self.registry.insert(tenant, f.clone());
+        Ok(f)
+    }
+
+    /// Stores a component after checking its hash and that it is a usable step.
+    pub async fn put_component(
+        &self,
+        tenant: &str,
+        sha256: &str,
+        bytes: Vec<u8>,
+    ) -> Result<ComponentKind, EngineError> {
+        let sha = sha256.to_ascii_lowercase();
+        if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(EngineError::BadDigest(sha256.into()));
+        }
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != sha {
+            return Err(EngineError::HashMismatch {
+                claimed: sha,
+                actual,
+            });
+        }
+        let kind = crate::runtime::wasm::kind_of(&bytes).map_err(|e| EngineError::Component {
+            sha: sha.clone(),
+            reason: e.to_string(),
+        })?;
+        self.store.put_component(tenant, &sha, bytes).await?;
+        self.runtime
+            .prepare(tenant, &sha)
+            .await
+            .map_err(|e| EngineError::Component {
+                sha: sha.clone(),
+                reason: describe(&e),
+            })?;
+        Ok(kind)
+    }
+
+    /// Validates and stores a new version of a function; returns `(id, version)`.
+    /// Deploying a definition identical to the latest version returns that version.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        def: FunctionDef,
+    ) -> Result<(String, u64), EngineError> {
+        // Check every component once, then validate the whole definition with the answers.
+        let mut checked: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        for s in def.steps.values() {
+            if let Some(sha) = s.path.as_deref().and_then(|p| p.strip_prefix("sha256:")) {
+                let sha = sha.to_ascii_lowercase();
+                if sha.len() == 64 && !checked.contains_key(&sha) {
+                    let r = self
+                        .runtime
+                        .prepare(tenant, &sha)
+                        .await
+                        .map_err(|e| describe(&e));
+                    checked.insert(sha, r);
+                }
+            }
+        }
+        let compiled = Function::compile(def.clone(), 0, |_, sha| {
+            checked.get(sha).cloned().unwrap_or(Ok(()))
+        })?;
+        self.check_ceilings(&compiled)?;
+        let json = serde_json::to_value(&def)
+            .map_err(|e| EngineError::Internal(format!("cannot serialize a definition: {e}")))?;
+        if let Some(cur) = self.registry.latest(tenant, &def.id) {
+            if serde_json::to_value(&cur.def).ok().as_ref() == Some(&json) {
+                return Ok((def.id, cur.version));
+            }
+        }
+        let version = self
+            .store
+            .put_function(tenant, &def.id, &json, now_ms())
+            .await?;
+        let f = Function::compile(def.clone(), version, |_, _| Ok(()))?;
+        self.registry.insert(tenant, Arc::new(f));
+        tracing::info!(tenant, function = def.id, version, "deployed");
+        Ok((def.id, version))
+    }
+
+    fn check_ceilings(&self, f: &Function) -> Result<(), EngineError> {
+        let c = self.config.ceilings;
+        for s in &f.steps {
+            let over = |what: &str, asked: String, max: String| {
+                EngineError::Function(FunctionError::Invalid {
+                    function: f.id.clone(),
+                    field: format!("steps.{}.limits.{what}", s.id),
+                    reason: format!("{asked} is above this server's ceiling of {max}"),
+                })
+            };
+            let hb = crate::runtime::human_bytes;
+            for (what, asked, max) in [
+                ("memory", s.limits.memory, c.memory),
+                ("stdout", s.limits.stdout, c.stdout),
+                ("stderr", s.limits.stderr, c.stderr),
+            ] {
+                if let Some(a) = asked.filter(|a| *a > max) {
+                    return Err(over(what, hb(a), hb(max)));
+                }
+            }
+            if let Some(t) = s.limits.timeout.filter(|t| *t > c.timeout) {
+                return Err(over(
+                    "timeout",
+                    format!("{t:?}"),
+                    format!("{:?}", c.timeout),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stored version, compiled (its components were checked when it was deployed).
+fn compile_record(rec: &FunctionRecord) -> Result<Arc<Function>, EngineError> {
+    let def = FunctionDef::from_value(rec.def.clone())?;
+    Ok(Arc::new(Function::compile(
+        def,
+        rec.version,
+        |_, _| Ok(()),
+    )?))
+}
+
+fn describe(e: &RuntimeError) -> String {
+    match e {
+        RuntimeError::Missing(_) => "is not uploaded (PUT /v1/components/<sha256> first)".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,101 @@
+//! A run's state transition, engine side: read the run, decide with the pure DAG
+//! functions, write the result under the run's revision (and the step's lease); on a
+//! conflicting write, read again and decide afresh. The store only ever sees values.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use super::{dag, Engine, EngineError};
+use crate::event::now_ms;
+use crate::run::{Run, RunStatus};
+use crate::store::{Durability, LeaseRef, RunChange, RunWrite, WriteOutcome};
+
+/// Most times a transition is decided again after conflicting writes.
+const MAX_CONFLICTS: usize = 1_000;
+
+/// What a transition did.
+#[derive(Debug)]
+pub enum Applied {
+    /// Written.
+    Written,
+    /// Nothing to change (the lease, if any, was given back); the run as read.
+    Unchanged(Box<Run>),
+    /// The lease was lost: another holder owns the step now, and nothing was written.
+    LeaseLost,
+    /// No such run.
+    Missing,
+}
+
+/// Applies `decide` to run `run_id`, starting from `current` (a copy already read, with
+/// its revision) if given: `decide` changes the run and returns the queue and wait
+/// changes, or `None` to leave it. Under `lease`, the write is refused if the lease was
+/// lost, and releases it otherwise. A transition that panics (a corrupt run) fails the
+/// run instead of the process.
+pub async fn apply(
+    engine: &Engine,
+    tenant: &str,
+    run_id: &str,
+    mut current: Option<Run>,
+    lease: Option<LeaseRef>,
+    durability: Durability,
+    mut decide: impl FnMut(&mut Run) -> Option<RunChange>,
+) -> Result<Applied, EngineError> {
+    for _ in 0..MAX_CONFLICTS {
+        let mut run = match current.take() {
+            Some(r) => r,
+            None => match engine.store.get_run(tenant, run_id).await? {
+                Some(r) => r,
+                None => return Ok(Applied::Missing),
+            },
+        };
+        let rev = run.rev;
+        let decided = catch_unwind(AssertUnwindSafe(|| decide(&mut run)));
+        let (new_run, change) = match decided {
+            Ok(Some(change)) => (Some(run), change),
+            Ok(None) if lease.is_none() => return Ok(Applied::Unchanged(Box::new(run))),
+            Ok(None) => (None, RunChange::default()),
+            Err(p) => {
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!(tenant, run = run_id, "run is corrupt ({why}); failing it");
+                engine.stats.corrupt_runs.fetch_add(1, Ordering::Relaxed);
+                let Some(mut failed) = engine.store.get_run(tenant, run_id).await? else {
+                    return Ok(Applied::Missing);
+                };
+                let mut change = RunChange::default();
+                let now = now_ms();
+                dag::end_run(&mut failed, RunStatus::Failed, now, &mut change);
+                for s in failed.steps.iter_mut().filter(|s| s.ended_at == Some(now)) {
+                    s.error = Some(format!(
+                        "internal error: this run's state is corrupt ({why})"
+                    ));
+                }
+                (Some(failed), change)
+            }
+        };
+        let write = RunWrite {
+            tenant: tenant.into(),
+            run_id: run_id.into(),
+            rev,
+            run: new_run,
+            change,
+            lease: lease.clone(),
+            durability,
+        };
+        match engine.store.write_run(write).await? {
+            WriteOutcome::Written { .. } => return Ok(Applied::Written),
+            WriteOutcome::Conflict => continue,
+            WriteOutcome::LeaseLost => {
+                engine.stats.stale_results.fetch_add(1, Ordering::Relaxed);
+                return Ok(Applied::LeaseLost);
+            }
+            WriteOutcome::Missing => return Ok(Applied::Missing),
+        }
+    }
+    Err(EngineError::Internal(format!(
+        "run {run_id} kept changing under {MAX_CONFLICTS} attempts to update it"
+    )))
+}
