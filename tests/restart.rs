@@ -96,7 +96,8 @@ fn an_attempt_cut_short_by_a_kill_counts_and_retries_run_out() {
         s.wait_run(&run_id, |r| {
             r["steps"]["s"]["status"] == "running" && r["steps"]["s"]["attempts"] == attempt
         });
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // The claim is on disk once the store says no claim is pending.
+        s.wait_metric("weir_claims_not_durable", |v| v == 0.0);
         s = s.kill_and_restart();
     }
     let run = s.wait_done(&run_id);

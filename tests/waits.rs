@@ -81,8 +81,12 @@ fn a_cancel_event_or_call_stops_the_run() {
     let (st, rb) = s.post(&format!("/v1/runs/{b}/cancel"), &json!({}));
     assert_eq!(st, 200, "{rb}");
     assert_eq!(rb["status"], "cancelled");
-    // A cancelled run runs no further step, even after its timers would have fired.
-    std::thread::sleep(Duration::from_millis(2000));
+    // A cancelled run runs no further step, even after its timers would have fired: a
+    // run started later, whose timeout edge fires after theirs would have, completing
+    // shows the dispatcher has passed their time.
+    let later = start_signup(&s, "uc");
+    let rc = s.wait_done(&later);
+    assert_eq!(rc["steps"]["nudge"]["status"], "completed", "{rc:#}");
     for id in [&a, &b] {
         let (_, r) = s.get(&format!("/v1/runs/{id}"));
         assert_eq!(r["status"], "cancelled");
@@ -125,7 +129,10 @@ fn a_future_dated_event_is_held_until_its_time() {
         .as_millis() as i64
         + 1500;
     let ev = s.send(json!({"name": "remind", "ts": at}));
-    std::thread::sleep(Duration::from_millis(300));
+    // An event sent after it, for now, is matched: the ingest loop has passed the
+    // future-dated one by then, and must have held it back.
+    let now_ev = s.send(json!({"name": "remind"}));
+    s.runs_of(&now_ev);
     let (_, e) = s.get(&format!("/v1/events/{ev}"));
     assert!(e["run_ids"].as_array().unwrap().is_empty(), "not yet: {e}");
     let runs = s.runs_of(&ev);

@@ -60,12 +60,42 @@ async fn metrics(State(state): State<AppState>) -> String {
             "Trigger expressions that failed to evaluate.",
             &s.trigger_errors,
         ),
+        (
+            "weir_stale_results_total",
+            "Step results refused because their lease had been lost.",
+            &s.stale_results,
+        ),
+        (
+            "weir_corrupt_runs_total",
+            "Runs whose state could not be advanced (corrupt) and were failed.",
+            &s.corrupt_runs,
+        ),
     ] {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
             v.load(Ordering::Relaxed)
         );
+    }
+    let gauges = [
+        (
+            "weir_steps_executing",
+            "Steps this process is executing now.",
+            Ok(state.engine.executing() as u64),
+        ),
+        (
+            "weir_claims_not_durable",
+            "Step claims not yet on disk (an attempt cut short before then is not counted).",
+            state.engine.claims_not_durable().await,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        match v {
+            Ok(v) => {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            }
+            Err(e) => tracing::warn!("metric {name}: {e}"),
+        }
     }
     out
 }

@@ -215,3 +215,61 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::B
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Resource;
+    use crate::store::StoreError;
+
+    #[test]
+    fn engine_errors_map_to_statuses_and_codes() {
+        let cases = [
+            (
+                EngineError::Internal("a task panicked".into()),
+                500,
+                "internal",
+            ),
+            (
+                EngineError::Store(StoreError::Panicked("x".into())),
+                500,
+                "store_panicked",
+            ),
+            (
+                EngineError::Store(StoreError::Backend("io".into())),
+                500,
+                "store_backend",
+            ),
+            (
+                EngineError::Store(StoreError::InvalidName {
+                    what: "tenant",
+                    value: "".into(),
+                    reason: "must not be empty",
+                }),
+                400,
+                "invalid_name",
+            ),
+            (EngineError::BadDigest("x".into()), 400, "invalid_digest"),
+            (
+                EngineError::NotFound {
+                    what: Resource::Run,
+                    id: "r".into(),
+                },
+                404,
+                "run_not_found",
+            ),
+            (
+                EngineError::Busy {
+                    pending: 2,
+                    limit: 1,
+                },
+                429,
+                "busy",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code));
+        }
+    }
+}

@@ -93,6 +93,11 @@ impl Engine {
         &self.stats
     }
 
+    /// How many step claims the store has not made durable yet.
+    pub async fn claims_not_durable(&self) -> Result<u64, EngineError> {
+        Ok(self.store.claims_not_durable().await?)
+    }
+
     /// How many steps this process is executing now.
     pub fn executing(&self) -> usize {
         self.inflight.len()
@@ -152,3 +157,5 @@ impl Engine {
         self.stopping.load(Ordering::SeqCst)
     }
 }
+#[cfg(test)]
+mod tests;

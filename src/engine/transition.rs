@@ -54,27 +54,7 @@ pub async fn apply(
             Ok(Some(change)) => (Some(run), change),
             Ok(None) if lease.is_none() => return Ok(Applied::Unchanged(Box::new(run))),
             Ok(None) => (None, RunChange::default()),
-            Err(p) => {
-                let why = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
-                tracing::error!(tenant, run = run_id, "run is corrupt ({why}); failing it");
-                engine.stats.corrupt_runs.fetch_add(1, Ordering::Relaxed);
-                let Some(mut failed) = engine.store.get_run(tenant, run_id).await? else {
-                    return Ok(Applied::Missing);
-                };
-                let mut change = RunChange::default();
-                let now = now_ms();
-                dag::end_run(&mut failed, RunStatus::Failed, now, &mut change);
-                for s in failed.steps.iter_mut().filter(|s| s.ended_at == Some(now)) {
-                    s.error = Some(format!(
-                        "internal error: this run's state is corrupt ({why})"
-                    ));
-                }
-                (Some(failed), change)
-            }
+            Err(p) => return fail_corrupt(engine, tenant, run_id, lease, &panic_text(&*p)).await,
         };
         let write = RunWrite {
             tenant: tenant.into(),
@@ -97,5 +77,65 @@ pub async fn apply(
     }
     Err(EngineError::Internal(format!(
         "run {run_id} kept changing under {MAX_CONFLICTS} attempts to update it"
+    )))
+}
+
+/// What a panic says.
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// Fails a run whose state the DAG cannot advance (deciding on it panicked: a corrupt
+/// record), under `lease` if given, so that it is not picked up again and again; its
+/// unfinished steps say why.
+pub async fn fail_corrupt(
+    engine: &Engine,
+    tenant: &str,
+    run_id: &str,
+    lease: Option<LeaseRef>,
+    why: &str,
+) -> Result<Applied, EngineError> {
+    tracing::error!(tenant, run = run_id, "run is corrupt ({why}); failing it");
+    engine.stats.corrupt_runs.fetch_add(1, Ordering::Relaxed);
+    for _ in 0..MAX_CONFLICTS {
+        let Some(mut failed) = engine.store.get_run(tenant, run_id).await? else {
+            return Ok(Applied::Missing);
+        };
+        let rev = failed.rev;
+        let mut change = RunChange::default();
+        let now = now_ms();
+        dag::end_run(&mut failed, RunStatus::Failed, now, &mut change);
+        // The entry being handled goes too, even if no step state names it.
+        if let Some(l) = &lease {
+            if !change.dequeue.contains(&l.entry) {
+                change.dequeue.push(l.entry.clone());
+            }
+        }
+        for s in failed.steps.iter_mut().filter(|s| s.ended_at == Some(now)) {
+            s.error = Some(format!(
+                "internal error: this run's state is corrupt ({why})"
+            ));
+        }
+        let write = RunWrite {
+            tenant: tenant.into(),
+            run_id: run_id.into(),
+            rev,
+            run: Some(failed),
+            change,
+            lease: lease.clone(),
+            durability: Durability::Durable,
+        };
+        match engine.store.write_run(write).await? {
+            WriteOutcome::Written { .. } => return Ok(Applied::Written),
+            WriteOutcome::Conflict => continue,
+            WriteOutcome::LeaseLost => return Ok(Applied::LeaseLost),
+            WriteOutcome::Missing => return Ok(Applied::Missing),
+        }
+    }
+    Err(EngineError::Internal(format!(
+        "cannot fail corrupt run {run_id}"
     )))
 }

@@ -193,7 +193,23 @@ async fn try_execute(
         return record(engine, &lease, None, f, idx, started, result, None).await;
     }
     let now = now_ms();
-    match dag::on_due(&f, &mut run, idx, entry.due, now) {
+    // A corrupt run (its state does not fit its function) must fail, not take the worker
+    // down and come back on every dispatch.
+    let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let due = dag::on_due(&f, &mut run, idx, entry.due, now);
+        let stdin = matches!(due, Due::Execute(_)).then(|| step_input::stdin(&run, idx));
+        (due, stdin)
+    }));
+    let (due, stdin) = match decided {
+        Ok(d) => d,
+        Err(p) => {
+            let why = transition::panic_text(&*p);
+            let lease = Some(lease.lease_ref());
+            transition::fail_corrupt(engine, &entry.tenant, &entry.run_id, lease, &why).await?;
+            return Ok(());
+        }
+    };
+    match due {
         Due::Execute(_) => {}
         Due::Handled(c) | Due::Stale(c) => {
             // Not a step to run (a timer fired, or the entry is stale): record what that
@@ -221,7 +237,7 @@ async fn try_execute(
             return Ok(());
         }
     }
-    let stdin = step_input::stdin(&run, idx);
+    let stdin = stdin.unwrap_or_default();
     let step = &f.steps[idx];
     let d = engine.config.default_limits;
     let limits = ResolvedLimits {

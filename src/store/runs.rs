@@ -60,6 +60,11 @@ pub trait RunStore: Send + Sync {
     /// When to look at the queue next: the earliest due time of an unleased entry of a
     /// tenant under its cap, or of a lease's expiry, if any.
     async fn next_due(&self, now: i64, caps: &TenantCaps) -> StoreResult<Option<i64>>;
+    /// How many claims are not durable yet (a store that records them lazily, with its
+    /// next batch, counts them until then; one whose claims are durable when made has 0).
+    async fn claims_not_durable(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
     /// Makes everything written so far durable.
     async fn flush(&self) -> StoreResult<()>;
 }

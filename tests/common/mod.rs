@@ -348,6 +348,26 @@ impl Server {
         }
     }
 
+    /// The value of a metric on `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, m) = self.get("/metrics");
+        m.as_str()?
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Polls `/metrics` until metric `name` satisfies `pred`; returns its value.
+    pub fn wait_metric(&self, name: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(v) = self.metric(name).filter(|v| pred(*v)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "metric {name} never got there");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Polls a run until `pred` holds; returns it.
     pub fn wait_run(&self, run_id: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + DEADLINE;

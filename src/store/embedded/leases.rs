@@ -73,6 +73,8 @@ fn lease(entry: &QueueEntry, h: &Held, took_over: Option<i64>) -> Lease {
 #[derive(Default)]
 pub struct Leases {
     inner: Mutex<Table>,
+    /// Claims given whose markers are not on disk yet.
+    unflushed: std::sync::atomic::AtomicU64,
 }
 
 impl Leases {
@@ -110,6 +112,7 @@ impl Leases {
         for (entry, started) in expired.into_iter().take(req.limit) {
             out.push(t.give(&entry, req, Some(started)));
         }
+
         // The tenants with work due and room to run it; a tenant with no room costs one
         // key, however deep its backlog. The tenants holding the fewest leases (the most
         // room) first, oldest head among equals; then a fair share each before any gets
@@ -149,7 +152,25 @@ impl Leases {
                 }
             }
         }
+        // Counted before the lock is released, so that whoever sees a claim sees it
+        // counted until its marker is durable.
+        self.unflushed
+            .fetch_add(out.len() as u64, std::sync::atomic::Ordering::SeqCst);
         Ok(out)
+    }
+
+    /// `n` claim markers are on disk now.
+    pub fn flushed(&self, n: u64) {
+        let _ = self.unflushed.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |u| Some(u.saturating_sub(n)),
+        );
+    }
+
+    /// Claims whose markers are not on disk yet.
+    pub fn unflushed(&self) -> u64 {
+        self.unflushed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether `l` is still held; if so it is kept from expiring for `lease_ms` more.

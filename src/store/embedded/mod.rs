@@ -469,6 +469,10 @@ impl RunStore for EmbeddedStore {
         })
     }
 
+    async fn claims_not_durable(&self) -> StoreResult<u64> {
+        Ok(self.leases.unflushed())
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         // Through the writer, so that everything queued before is covered.
         self.writer.exec(true, |_| Ok(())).await

@@ -301,6 +301,8 @@ fn reply(leases: &Leases, job: Job, result: StoreResult<Out>) {
                 _ => Box::new(()) as AnyBox,
             }));
         }
-        Job::Mark(_) => {}
+        Job::Mark(marks) => {
+            leases.flushed(marks.iter().filter(|(_, s)| s.is_some()).count() as u64);
+        }
     }
 }

@@ -1,0 +1,122 @@
+//! The engine over a real embedded store, with a stand-in runtime (what the steps do is
+//! not the point here): a corrupt run is failed and counted, and the others go on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Engine, EngineConfig};
+use crate::event::parse_batch;
+use crate::function::FunctionDef;
+use crate::run::{QueueEntry, RunStatus};
+use crate::runtime::{BoxFuture, RuntimeError, StepOutcome, StepRequest, StepRuntime};
+use crate::store::embedded::{EmbeddedStore, Engine as Kv};
+use crate::store::{EventStore, Ingested, RunChange, RunStore, Store};
+
+/// Answers every step with `{"status": 200}`.
+struct Ok200;
+
+impl StepRuntime for Ok200 {
+    fn prepare<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn run(&self, _: StepRequest) -> BoxFuture<'_, StepOutcome> {
+        Box::pin(async {
+            StepOutcome {
+                result: Ok(()),
+                stdout: br#"{"status":200}"#.to_vec(),
+                stderr: vec![],
+                elapsed: Duration::ZERO,
+            }
+        })
+    }
+}
+
+async fn wait_status(engine: &Engine, run: &str, want: RunStatus) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = engine.run("t", run).await.unwrap();
+        if r.status == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "run {run} is {:?}", r.status);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_run_is_failed_and_counted_and_the_others_go_on() {
+    let store = Arc::new(EmbeddedStore::temporary(Kv::Redb).unwrap());
+    let engine = Engine::new(
+        store.clone() as Arc<dyn Store>,
+        Arc::new(Ok200),
+        EngineConfig::default(),
+    )
+    .await
+    .unwrap();
+    let sha = format!("sha256:{}", "a".repeat(64));
+    let def = FunctionDef::from_value(json!({"id": "f", "triggers": [{"event": "go"}],
+        "steps": {"a": {"path": sha}, "b": {"path": sha, "after": [{"step": "a"}]}}}))
+    .unwrap();
+    engine.deploy("t", def).await.unwrap();
+    engine.start();
+    // A run whose stored state does not fit its function: no step states at all, but a
+    // queue entry for step `a` (as a bug or a bad disk could leave it).
+    let ev = parse_batch(br#"{"name":"elsewhere"}"#, 1).unwrap();
+    store.append_events("t", ev.clone(), 0).await.unwrap();
+    let f = engine.function_version("t", "f", 1).await.unwrap();
+    let (mut bad, _) = super::dag::new_run(&f, "t", "bad".into(), &ev[0], 0);
+    bad.steps.clear();
+    let entry = QueueEntry {
+        due: 0,
+        tenant: "t".into(),
+        run_id: "bad".into(),
+        step_id: "a".into(),
+    };
+    store
+        .commit_ingest(vec![Ingested {
+            tenant: "t".into(),
+            event_id: ev[0].id.clone(),
+            runs: vec![(
+                bad,
+                RunChange {
+                    enqueue: vec![entry],
+                    ..Default::default()
+                },
+            )],
+        }])
+        .await
+        .unwrap();
+    wait_status(&engine, "bad", RunStatus::Failed).await;
+    assert_eq!(
+        engine
+            .stats()
+            .corrupt_runs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The worker pool and the writer go on: a good run completes, both steps.
+    let ids = engine
+        .send("t", parse_batch(br#"{"name":"go"}"#, 1).unwrap())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run_id = loop {
+        if let Some(r) = engine.event("t", &ids[0]).await.unwrap().run_ids.first() {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    wait_status(&engine, &run_id, RunStatus::Completed).await;
+    assert_eq!(
+        engine
+            .stats()
+            .corrupt_runs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(store.inflight("t").await.unwrap(), 0, "no lease leaked");
+}
