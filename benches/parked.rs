@@ -102,7 +102,7 @@ async fn run(n: usize) {
         let q = weir::store::WaitQuery {
             tenant: "t".into(),
             event: "wake".into(),
-            incoming: wake.clone(),
+            incoming: std::sync::Arc::new(wake.clone()),
         };
         found = store.find_waits(vec![q]).await.unwrap().remove(0);
     }

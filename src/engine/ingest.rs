@@ -49,7 +49,10 @@ async fn ingest_batch(
     engine: &Arc<Engine>,
     pending: Vec<(String, Event)>,
 ) -> Result<(), EngineError> {
-    let values: Vec<Value> = pending.iter().map(|(_, ev)| ev.to_value()).collect();
+    let values: Vec<Arc<Value>> = pending
+        .iter()
+        .map(|(_, ev)| Arc::new(ev.to_value()))
+        .collect();
     // Waits first: each resume is its own atomic write and is idempotent, so a crash
     // before the events are marked ingested only repeats work.
     let queries = pending
@@ -58,7 +61,7 @@ async fn ingest_batch(
         .map(|((tenant, ev), v)| WaitQuery {
             tenant: tenant.clone(),
             event: ev.name.clone(),
-            incoming: v.clone(),
+            incoming: Arc::clone(v),
         })
         .collect();
     let found = engine.store.find_waits(queries).await?;

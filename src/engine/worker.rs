@@ -20,7 +20,7 @@ use crate::event::now_ms;
 use crate::function::Function;
 use crate::run::Run;
 use crate::runtime::{ResolvedLimits, StepRequest};
-use crate::store::{ClaimRequest, Durability, Lease};
+use crate::store::{ClaimRequest, Claimed, Durability, Lease};
 
 /// Longest the dispatcher sleeps without looking at the queue.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -49,7 +49,7 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
             lease_ms,
             caps: caps.clone(),
         };
-        let leases = match engine.store.claim(req).await {
+        let claimed = match engine.store.claim(req).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot claim due steps: {e}");
@@ -58,7 +58,7 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
                 continue;
             }
         };
-        if leases.is_empty() {
+        if claimed.is_empty() {
             drop(permits);
             let next = engine.store.next_due(now, &caps).await.ok().flatten();
             let wait = next
@@ -71,24 +71,10 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
             let _ = tokio::time::timeout(wait, engine.dispatch_wake.notified()).await;
             continue;
         }
-        // The runs are read after the claim: a step that just finished gave its lease
-        // back only once its result was committed, so this read sees that result and the
-        // entry is found stale, not run again.
-        let keys = leases
-            .iter()
-            .map(|l| (l.entry.tenant.clone(), l.entry.run_id.clone()))
-            .collect();
-        let runs = match engine.store.get_runs(keys).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("cannot read the runs of due steps: {e}");
-                let refs = leases.iter().map(Lease::lease_ref).collect();
-                let _ = engine.store.release(refs, false).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        for (lease, run) in leases.into_iter().zip(runs) {
+        // Each comes with its run, read after the claim: a step that just finished gave
+        // its lease back only once its result was committed, so that read sees the result
+        // and the entry is found stale, not run again.
+        for Claimed { lease, run } in claimed {
             let Some(permit) = permits.pop() else { break };
             engine.inflight.hold(lease.lease_ref());
             let engine = engine.clone();
@@ -126,11 +112,11 @@ pub async fn renew_loop(engine: Arc<Engine>) {
         }
         match engine.store.renew(held, now_ms() + lease_ms).await {
             Ok(kept) => {
-                let lost = kept.iter().filter(|k| !**k).count();
-                if lost > 0 {
-                    tracing::warn!(
-                        "{lost} running steps lost their leases; their results will be refused"
-                    );
+                // A step that has just recorded its result has given its lease back; one
+                // truly lost is counted when its result is refused.
+                let gone = kept.iter().filter(|k| !**k).count();
+                if gone > 0 {
+                    tracing::debug!("{gone} leases were no longer held at renewal");
                 }
             }
             Err(e) => tracing::error!("cannot renew leases: {e}"),

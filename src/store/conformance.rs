@@ -236,6 +236,7 @@ pub async fn ingest_creates_runs_once(open: Opener, dir: &Path) {
     assert_eq!(se.run_ids, vec!["r1".to_string()]);
     let stored = s.get_run("t", "r1").await.unwrap().unwrap();
     assert!(stored.rev > 0, "a stored run has a revision");
+    let stored_rev = stored.rev;
     assert_eq!(Run { rev: 0, ..stored }, r);
     assert_eq!(
         s.run_counts("t", "f").await.unwrap()[&RunStatus::Running],
@@ -246,6 +247,11 @@ pub async fn ingest_creates_runs_once(open: Opener, dir: &Path) {
         got.iter().map(|l| l.entry.clone()).collect::<Vec<_>>(),
         vec![entry("t", "r1", 10)]
     );
+    let run = got[0]
+        .run
+        .as_ref()
+        .expect("the claimed entry comes with its run");
+    assert_eq!((run.id.as_str(), run.rev), ("r1", stored_rev));
     assert!(
         s.claim(claim_req(100, 10, 10)).await.unwrap().is_empty(),
         "claimed once"
@@ -281,7 +287,7 @@ pub async fn write_run_is_atomic_with_the_queue(open: Opener, dir: &Path) {
         .await
         .unwrap()
         .into_iter()
-        .map(|l| l.entry)
+        .map(|l| l.lease.entry)
         .collect();
     assert_eq!(got, vec![entry("t", "r1", 50)]);
     let counts = s.run_counts("t", "f").await.unwrap();
@@ -585,7 +591,7 @@ pub async fn waits_are_found_by_value_and_removed_atomically(open: Opener, dir: 
     let q = |tenant: &str, event: &str, user: &str| WaitQuery {
         tenant: tenant.into(),
         event: event.into(),
-        incoming: json!({"name": event, "user": {"id": user}}),
+        incoming: Arc::new(json!({"name": event, "user": {"id": user}})),
     };
     let found = s
         .find_waits(vec![
@@ -651,7 +657,7 @@ pub async fn claims_respect_caps_and_share_fairly(open: Opener, dir: &Path) {
     one_run(s, "busy", "r-busy", &(1..=50).collect::<Vec<_>>()).await;
     one_run(s, "calm", "r-calm", &[30, 60]).await;
     one_run(s, "late", "r-late", &[500]).await;
-    let of = |v: &[super::Lease], t: &str| -> Vec<i64> {
+    let of = |v: &[super::Claimed], t: &str| -> Vec<i64> {
         v.iter()
             .filter(|l| l.entry.tenant == t)
             .map(|l| l.entry.due)

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{
-    ClaimRequest, Lease, LeaseRef, Page, RunFilter, RunWrite, StoreResult, TenantCaps, WaitQuery,
-    WriteOutcome,
+    ClaimRequest, Claimed, Lease, LeaseRef, Page, RunFilter, RunWrite, StoreResult, TenantCaps,
+    WaitQuery, WriteOutcome,
 };
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 
@@ -16,8 +16,6 @@ use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 pub trait RunStore: Send + Sync {
     /// One run, with its current revision in `rev`.
     async fn get_run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>>;
-    /// Several runs, each `(tenant, id)`, in order.
-    async fn get_runs(&self, keys: Vec<(String, String)>) -> StoreResult<Vec<Option<Run>>>;
     /// Runs, newest first.
     async fn list_runs(
         &self,
@@ -45,8 +43,9 @@ pub trait RunStore: Send + Sync {
     /// entries due by `now`, at most each tenant's cap minus the leases it holds, the
     /// tenants holding the fewest first and each getting a fair share before any gets
     /// more; each tenant's entries earliest first. Every claimed entry gets a fresh
-    /// fencing token, greater than any given before.
-    async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<Lease>>;
+    /// fencing token, greater than any given before. Each comes with its run, read after
+    /// the claim (one trip for a network backend).
+    async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<Claimed>>;
     /// Extends leases to `until`; per lease, whether it is still held (a lost one is not
     /// renewed).
     async fn renew(&self, leases: Vec<LeaseRef>, until: i64) -> StoreResult<Vec<bool>>;

@@ -210,6 +210,24 @@ impl Lease {
     }
 }
 
+/// A claimed entry with its run, read after the claim (so that a step that has just
+/// finished is seen finished, not run again); `None` if the run is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The lease.
+    pub lease: Lease,
+    /// The entry's run, with its revision.
+    pub run: Option<Run>,
+}
+
+impl std::ops::Deref for Claimed {
+    type Target = Lease;
+
+    fn deref(&self) -> &Lease {
+        &self.lease
+    }
+}
+
 /// Names a lease in a write: the entry and the fencing token it was claimed with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LeaseRef {
@@ -264,8 +282,8 @@ pub struct WaitQuery {
     pub tenant: String,
     /// Its name.
     pub event: String,
-    /// The event as JSON (the indexed paths are looked up in it).
-    pub incoming: Value,
+    /// The event as JSON (the indexed paths are looked up in it); shared, not copied.
+    pub incoming: std::sync::Arc<Value>,
 }
 
 /// The value at a dotted path, as canonical JSON (the wait index's key form).

@@ -28,6 +28,14 @@ pub trait KvRead {
     ) -> StoreResult<()>;
     /// How many keys the table holds.
     fn count(&self, t: Table) -> StoreResult<u64>;
+    /// The first `n` bytes of the value under `k` (all of it if shorter), without
+    /// copying the rest.
+    fn get_prefix(&self, t: Table, k: &[u8], n: usize) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.get(t, k)?.map(|mut v| {
+            v.truncate(n);
+            v
+        }))
+    }
 }
 
 /// Writes inside one atomic transaction.

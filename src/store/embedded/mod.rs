@@ -32,9 +32,9 @@ use self::writer::{dropped, Job, Writer};
 use crate::event::Event;
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 use crate::store::{
-    BlobStore, ClaimRequest, EventStore, FunctionRecord, FunctionStore, Ingested, Lease, LeaseRef,
-    Page, RunFilter, RunStore, RunWrite, StoreError, StoreResult, StoredEvent, TenantCaps,
-    WaitQuery, WriteOutcome,
+    BlobStore, ClaimRequest, Claimed, EventStore, FunctionRecord, FunctionStore, Ingested, Lease,
+    LeaseRef, Page, RunFilter, RunStore, RunWrite, StoreError, StoreResult, StoredEvent,
+    TenantCaps, WaitQuery, WriteOutcome,
 };
 
 /// Which embedded engine keeps the data.
@@ -322,11 +322,6 @@ impl RunStore for EmbeddedStore {
         self.read(move |r| get_run(r, &tenant, &id)).await
     }
 
-    async fn get_runs(&self, keys: Vec<(String, String)>) -> StoreResult<Vec<Option<Run>>> {
-        self.read(move |r| keys.iter().map(|(t, id)| get_run(r, t, id)).collect())
-            .await
-    }
-
     async fn list_runs(
         &self,
         tenant: &str,
@@ -382,9 +377,26 @@ impl RunStore for EmbeddedStore {
         self.read(move |r| runs::find_waits(r, &queries)).await
     }
 
-    async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<Lease>> {
-        let leases = self.leases.clone();
-        let got = self.read(move |r| leases.claim(r, &req)).await?;
+    async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<Claimed>> {
+        let (leases, kv) = (self.leases.clone(), self.kv.clone());
+        let got = tokio::task::spawn_blocking(move || -> StoreResult<Vec<Claimed>> {
+            let got = read_with(&*kv, |r| leases.claim(r, &req))?;
+            if got.is_empty() {
+                return Ok(Vec::new());
+            }
+            // A fresh view, opened after the claim: a step that finished gave its lease
+            // back only once its result was committed, so this read sees that result.
+            read_with(&*kv, |r| {
+                got.into_iter()
+                    .map(|lease| {
+                        let run = get_run(r, &lease.entry.tenant, &lease.entry.run_id)?;
+                        Ok(Claimed { lease, run })
+                    })
+                    .collect()
+            })
+        })
+        .await
+        .map_err(join_err)??;
         if !got.is_empty() {
             // The durable trace of each claim, for counting an attempt a crash cuts
             // short; nobody waits for it (it shares the next batch's commit).

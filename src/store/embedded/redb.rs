@@ -198,6 +198,15 @@ impl KvRead for Write<'_> {
         Ok(found)
     }
 
+    fn get_prefix(&self, t: Table, k: &[u8], n: usize) -> StoreResult<Option<Vec<u8>>> {
+        let tb = self.table(t)?;
+        let found = tb.borrow().get(k).map_err(backend)?.map(|v| {
+            let v = v.value();
+            v[..n.min(v.len())].to_vec()
+        });
+        Ok(found)
+    }
+
     fn scan(
         &self,
         t: Table,

@@ -36,14 +36,12 @@ pub fn apply_write(
     p: &PreparedWrite,
 ) -> StoreResult<WriteOutcome> {
     let rk = run_key(&p.tenant, &p.run_id);
-    let Some(raw) = w.get(RUNS, &rk)? else {
+    let Some(head) = run_header(w, &rk)? else {
         return Ok(WriteOutcome::Missing);
     };
-    let (head, _) = split_run(&rk, &raw)?;
     if head.rev != p.rev {
         return Ok(WriteOutcome::Conflict);
     }
-    drop(raw);
     let mut rev = head.rev;
     if let Some((json, status, function)) = &p.run {
         rev += 1;

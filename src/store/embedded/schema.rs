@@ -378,6 +378,21 @@ pub fn split_run<'a>(k: &[u8], v: &'a [u8]) -> StoreResult<(RunHeader, &'a [u8])
     ))
 }
 
+/// The header of the run record under `k`, read without copying the run (a record from
+/// before revisions is read whole).
+pub fn run_header(r: &(impl KvRead + ?Sized), k: &[u8]) -> StoreResult<Option<RunHeader>> {
+    let Some(head) = r.get_prefix(RUNS, k, RUN_HEADER_LEN)? else {
+        return Ok(None);
+    };
+    if head.first() == Some(&RUN_RECORD) {
+        return Ok(Some(split_run(k, &head)?.0));
+    }
+    match r.get(RUNS, k)? {
+        Some(v) => Ok(Some(split_run(k, &v)?.0)),
+        None => Ok(None),
+    }
+}
+
 /// Decodes a run record, with its revision.
 pub fn dec_run(k: &[u8], v: &[u8]) -> StoreResult<Run> {
     let (h, json) = split_run(k, v)?;

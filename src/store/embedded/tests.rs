@@ -79,7 +79,7 @@ async fn tenants_with_work_due_each_get_a_fair_share_first() {
     // "old" has 50 steps of long-started runs queued (due 1..=50); "new" two (90, 95).
     seed(&s, "old", "r-old", &(1..=50).collect::<Vec<_>>()).await;
     seed(&s, "new", "r-new", &[90, 95]).await;
-    let of = |v: &[crate::store::Lease], t: &str| -> Vec<i64> {
+    let of = |v: &[crate::store::Claimed], t: &str| -> Vec<i64> {
         v.iter()
             .filter(|l| l.entry.tenant == t)
             .map(|l| l.entry.due)
