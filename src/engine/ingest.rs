@@ -1,8 +1,9 @@
 //! Trigger matching: stored events become runs. An event leaves the pending set in the
 //! same atomic write that creates its runs, so a crash in between only repeats the work.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,9 +17,14 @@ use crate::store::{Ingested, RunChange, WaitQuery};
 const BATCH: usize = 256;
 
 /// Matches pending events forever; wakes on new events and polls as a safety net.
+/// Each tenant's events are matched in a task of their own, one batch per tenant at a
+/// time (so a tenant's events keep their order), and the loop does not wait for it: a
+/// tenant whose triggers are slow to evaluate holds back only its own events.
 pub async fn run_loop(engine: Arc<Engine>) {
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
-        let pending = match engine.store.pending_events(now_ms(), BATCH).await {
+        let skip: Vec<String> = lock(&busy).iter().cloned().collect();
+        let pending = match engine.store.pending_events(now_ms(), BATCH, &skip).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("cannot read pending events: {e}");
@@ -27,7 +33,8 @@ pub async fn run_loop(engine: Arc<Engine>) {
             }
         };
         if pending.is_empty() {
-            // Sleep until the next future-dated event is due, a new event arrives, or 1 s.
+            // Sleep until the next future-dated event is due, a new event arrives, a
+            // tenant's batch is done, or 1 s.
             let next = engine.store.next_delayed().await.ok().flatten();
             let wait = next
                 .map(|t| Duration::from_millis((t - now_ms()).clamp(1, 1000) as u64))
@@ -35,48 +42,65 @@ pub async fn run_loop(engine: Arc<Engine>) {
             let _ = tokio::time::timeout(wait, engine.ingest_wake.notified()).await;
             continue;
         }
-        if let Err(e) = ingest_batch(&engine, pending).await {
-            tracing::error!("cannot start runs: {e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut groups: Vec<(String, Vec<Event>)> = Vec::new();
+        for (tenant, ev) in pending {
+            match groups.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, evs)) => evs.push(ev),
+                None => groups.push((tenant, vec![ev])),
+            }
         }
-        engine.dispatch_wake.notify_one();
+        for (tenant, events) in groups {
+            lock(&busy).insert(tenant.clone());
+            let (engine, busy) = (engine.clone(), busy.clone());
+            tokio::spawn(async move {
+                if let Err(e) = ingest_batch(&engine, &tenant, events).await {
+                    tracing::error!(tenant, "cannot start runs: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                lock(&busy).remove(&tenant);
+                engine.ingest_wake.notify_one();
+                engine.dispatch_wake.notify_one();
+            });
+        }
     }
 }
 
-/// Resumes the waits a batch of events matches, then records all their runs in one
+fn lock(busy: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    busy.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Resumes the waits one tenant's events match, then records all their runs in one
 /// durable write.
 async fn ingest_batch(
     engine: &Arc<Engine>,
-    pending: Vec<(String, Event)>,
+    tenant: &str,
+    pending: Vec<Event>,
 ) -> Result<(), EngineError> {
-    let values: Vec<Arc<Value>> = pending
-        .iter()
-        .map(|(_, ev)| Arc::new(ev.to_value()))
-        .collect();
+    let values: Vec<Arc<Value>> = pending.iter().map(|ev| Arc::new(ev.to_value())).collect();
     // Waits first: each resume is its own atomic write and is idempotent, so a crash
     // before the events are marked ingested only repeats work.
     let queries = pending
         .iter()
         .zip(&values)
-        .map(|((tenant, ev), v)| WaitQuery {
-            tenant: tenant.clone(),
+        .map(|(ev, v)| WaitQuery {
+            tenant: tenant.to_string(),
             event: ev.name.clone(),
             incoming: Arc::clone(v),
         })
         .collect();
     let found = engine.store.find_waits(queries).await?;
-    for (((tenant, _), v), keys) in pending.iter().zip(&values).zip(found) {
+    for (v, keys) in values.iter().zip(found) {
         if !keys.is_empty() {
             waits::resume_waits(engine, tenant, v, keys).await?;
         }
     }
     // Trigger expressions are CPU work: off the async threads.
-    let e = engine.clone();
+    let (e, t) = (engine.clone(), tenant.to_string());
     let batch = tokio::task::spawn_blocking(move || {
         pending
             .iter()
             .zip(&values)
-            .map(|((t, ev), v)| plan(&e, t, ev, v))
+            .map(|(ev, v)| plan(&e, &t, ev, v))
             .collect::<Vec<_>>()
     })
     .await

@@ -29,6 +29,7 @@ macro_rules! store_conformance {
             write_run_is_atomic_with_the_queue, conflicting_writes_one_wins,
             function_versions_increase, tenants_do_not_see_each_other,
             list_runs_pages_and_filters, future_events_wait_for_their_time,
+            one_tenants_backlog_does_not_hold_anothers_events,
             waits_are_found_by_value_and_removed_atomically, meta_values_compare_and_set,
             claims_respect_caps_and_share_fairly, leases_expire_and_are_taken_over,
             a_stale_token_is_refused, inflight_counts_follow_leases,
@@ -178,7 +179,7 @@ pub async fn idempotency_keys_dedupe(open: Opener, dir: &Path) {
         vec![None]
     );
     let pending: Vec<String> = s
-        .pending_events(NOW, 10)
+        .pending_events(NOW, 10, &[])
         .await
         .unwrap()
         .into_iter()
@@ -219,7 +220,7 @@ pub async fn concurrent_appends_agree_on_the_first(open: Opener, dir: &Path) {
     }
     assert_eq!(originals.len(), 1, "one original: {originals:?}");
     assert!(dups_of.iter().all(|d| d == &originals[0]));
-    assert_eq!(s.pending_events(NOW, 100).await.unwrap().len(), 1);
+    assert_eq!(s.pending_events(NOW, 100, &[]).await.unwrap().len(), 1);
 }
 
 /// Ingesting an event creates its runs, queue entries and indexes once.
@@ -231,7 +232,7 @@ pub async fn ingest_creates_runs_once(open: Opener, dir: &Path) {
     let q = enq(vec![entry("t", "r1", 10)]);
     commit_one(s, "t", &evs[0].id, vec![(r.clone(), q.clone())]).await;
     commit_one(s, "t", &evs[0].id, vec![(r.clone(), q)]).await;
-    assert!(s.pending_events(NOW, 10).await.unwrap().is_empty());
+    assert!(s.pending_events(NOW, 10, &[]).await.unwrap().is_empty());
     let se = s.get_event("t", &evs[0].id).await.unwrap().unwrap();
     assert_eq!(se.run_ids, vec!["r1".to_string()]);
     let stored = s.get_run("t", "r1").await.unwrap().unwrap();
@@ -548,19 +549,52 @@ pub async fn future_events_wait_for_their_time(open: Opener, dir: &Path) {
     .await;
     events(s, "t", r#"{"name":"now"}"#).await;
     let names = |v: Vec<(String, Event)>| v.into_iter().map(|(_, e)| e.name).collect::<Vec<_>>();
-    assert_eq!(names(s.pending_events(NOW, 10).await.unwrap()), vec!["now"]);
+    assert_eq!(
+        names(s.pending_events(NOW, 10, &[]).await.unwrap()),
+        vec!["now"]
+    );
     assert_eq!(s.next_delayed().await.unwrap(), Some(NOW + 5_000));
     assert_eq!(s.pending_count().await.unwrap(), 2);
     assert_eq!(
-        names(s.pending_events(NOW + 5_000, 10).await.unwrap()),
+        names(s.pending_events(NOW + 5_000, 10, &[]).await.unwrap()),
         vec!["later", "now"]
     );
     commit_one(s, "t", &later[0].id, vec![]).await;
     assert_eq!(s.next_delayed().await.unwrap(), None);
     assert_eq!(
-        names(s.pending_events(NOW + 9_000, 10).await.unwrap()),
+        names(s.pending_events(NOW + 9_000, 10, &[]).await.unwrap()),
         vec!["now"]
     );
+}
+
+/// Pending events come a fair share per tenant, so a flood of one tenant does not hold
+/// another's events back; busy tenants can be left out.
+pub async fn one_tenants_backlog_does_not_hold_anothers_events(open: Opener, dir: &Path) {
+    let s = open(dir);
+    let s = s.as_ref();
+    let flood: Vec<_> = (0..50)
+        .map(|i| json!({"name": "flood", "data": {"i": i}}))
+        .collect();
+    events(s, "a", &serde_json::to_string(&flood).unwrap()).await;
+    let quiet = events(s, "b", r#"{"name":"quiet"}"#).await;
+    let got = s.pending_events(NOW, 10, &[]).await.unwrap();
+    assert_eq!(got.len(), 10);
+    assert!(
+        got.iter().any(|(t, e)| t == "b" && e.id == quiet[0].id),
+        "b's event is not held back"
+    );
+    let a: Vec<i64> = got
+        .iter()
+        .filter(|(t, _)| t == "a")
+        .map(|(_, e)| e.data["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(a, (0..9).collect::<Vec<_>>(), "a's oldest first");
+    let only_b = s.pending_events(NOW, 10, &["a".to_string()]).await.unwrap();
+    assert_eq!(
+        only_b.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        vec!["b"]
+    );
+    assert_eq!(s.pending_count().await.unwrap(), 51);
 }
 
 /// Waits are found by the indexed value (or unindexed), and go with the run's writes.

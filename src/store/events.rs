@@ -30,8 +30,15 @@ pub trait EventStore: Send + Sync {
         cursor: Option<&str>,
     ) -> StoreResult<Page<StoredEvent>>;
     /// Events whose triggers have not been matched yet and whose time has come (`ts` ≤
-    /// `now`), oldest first, with their tenant.
-    async fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>>;
+    /// `now`), with their tenant: future-dated ones first, then each tenant's, a fair
+    /// share of `limit` each (oldest first within a tenant, so one tenant's backlog does
+    /// not hold another's events back), leaving out the tenants in `skip`.
+    async fn pending_events(
+        &self,
+        now: i64,
+        limit: usize,
+        skip: &[String],
+    ) -> StoreResult<Vec<(String, Event)>>;
     /// How many events await trigger matching (due now or held back).
     async fn pending_count(&self) -> StoreResult<u64>;
     /// The earliest `ts` of a future-dated event still held back.

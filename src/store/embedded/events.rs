@@ -6,12 +6,12 @@ use std::ops::Bound;
 
 use serde::Serialize;
 
-use super::kv::{scan_below, KvRead, KvWrite};
+use super::kv::{prefix_end, scan_below, scan_prefix, KvRead, KvWrite};
 use super::queue::QueueTx;
 use super::runs::add_waits;
 use super::schema::*;
 use crate::event::Event;
-use crate::store::{Ingested, Page, StoreResult, StoredEvent};
+use crate::store::{fair_share, Ingested, Page, StoreResult, StoredEvent};
 
 /// Appends one tenant's events (see [`crate::store::EventStore::append_events`]).
 pub fn append(
@@ -61,7 +61,7 @@ pub fn append(
             if ev.ts > now {
                 w.put(DELAYED, &delayed_key(tenant, &ev.id, ev.ts), &[])?;
             } else {
-                w.put(INBOX, &key(&[ev.id.as_bytes(), tenant.as_bytes()]), &[])?;
+                w.put(INBOX, &key(&[tenant.as_bytes(), ev.id.as_bytes()]), &[])?;
             }
         }
         out.push(duplicate_of);
@@ -118,7 +118,7 @@ pub fn ingest(w: &mut dyn KvWrite, batch: &[Ingested]) -> StoreResult<bool> {
             add_waits(w, &change.waits_add)?;
             stored.run_ids.push(run.id.clone());
         }
-        w.del(INBOX, &key(&[event_id.as_bytes(), tenant.as_bytes()]))?;
+        w.del(INBOX, &key(&[tenant.as_bytes(), event_id.as_bytes()]))?;
         w.del(DELAYED, &delayed_key(tenant, event_id, stored.event.ts))?;
         w.put(EVENTS, &ek, &enc(&stored)?)?;
     }
@@ -130,17 +130,24 @@ pub fn ingest(w: &mut dyn KvWrite, batch: &[Ingested]) -> StoreResult<bool> {
 /// ingested), as `(table is delayed, key)`.
 pub type Pending = (Vec<(String, Event)>, Vec<(bool, Vec<u8>)>);
 
-/// Events due for matching, oldest first, and the stale index keys met on the way.
-pub fn pending(r: &dyn KvRead, now: i64, limit: usize) -> StoreResult<Pending> {
+/// Events due for matching and the stale index keys met on the way: future-dated
+/// events whose time has come first, then each tenant's inbox in turn, a fair share of
+/// `limit` each (oldest first within a tenant), skipping the tenants in `skip`.
+pub fn pending(r: &dyn KvRead, now: i64, limit: usize, skip: &[String]) -> StoreResult<Pending> {
     let mut out = Vec::new();
     let mut stale = Vec::new();
-    let mut visit = |delayed: bool, k: &[u8], tenant: String, id: String| -> StoreResult<()> {
+    let mut visit = |delayed: bool, k: &[u8], tenant: String, id: String| -> StoreResult<bool> {
         let ek = key(&[tenant.as_bytes(), id.as_bytes()]);
         match get_json::<StoredEvent>(r, EVENTS, &ek)? {
-            Some(se) if !se.ingested => out.push((tenant, se.event)),
-            _ => stale.push((delayed, k.to_vec())),
+            Some(se) if !se.ingested => {
+                out.push((tenant, se.event));
+                Ok(true)
+            }
+            _ => {
+                stale.push((delayed, k.to_vec()));
+                Ok(false)
+            }
         }
-        Ok(())
     };
     let end = ((now.max(0) as u64) + 1).to_be_bytes();
     let mut n = 0;
@@ -151,28 +158,93 @@ pub fn pending(r: &dyn KvRead, now: i64, limit: usize) -> StoreResult<Pending> {
         false,
         &mut |k, _| {
             let (tenant, id) = split2(k.get(8..).unwrap_or_default());
-            visit(true, k, tenant, id)?;
-            n += 1;
+            if !skip.contains(&tenant) && visit(true, k, tenant, id)? {
+                n += 1;
+            }
             Ok(n < limit)
         },
     )?;
-    let rest = limit.saturating_sub(n);
-    let mut m = 0;
-    if rest > 0 {
-        r.scan(
-            INBOX,
-            Bound::Unbounded,
-            Bound::Unbounded,
-            false,
-            &mut |k, _| {
-                let (id, tenant) = split2(k);
-                visit(false, k, tenant, id)?;
-                m += 1;
-                Ok(m < rest)
-            },
-        )?;
+    // A fair share each first, then what is left of `limit` to whoever has more.
+    let tenants = inbox_tenants(r, skip)?;
+    let share = fair_share(limit.saturating_sub(n), tenants.len());
+    let mut after: Vec<Option<Vec<u8>>> = vec![None; tenants.len()];
+    for first_pass in [true, false] {
+        for (i, tenant) in tenants.iter().enumerate() {
+            if n >= limit {
+                break;
+            }
+            let mut taken = 0;
+            let pfx = prefix(&[tenant.as_bytes()]);
+            let from = after[i].take();
+            let mut last = None;
+            scan_prefix(r, INBOX, &pfx, from.as_deref(), &mut |k, _| {
+                last = Some(k.to_vec());
+                let (t, id) = split2(k);
+                if visit(false, k, t, id)? {
+                    taken += 1;
+                    n += 1;
+                }
+                Ok((!first_pass || taken < share) && n < limit)
+            })?;
+            after[i] = last.or(from);
+        }
     }
     Ok((out, stale))
+}
+
+/// The tenants with events in their inbox, but those in `skip`: one seek per tenant.
+fn inbox_tenants(r: &dyn KvRead, skip: &[String]) -> StoreResult<Vec<String>> {
+    let mut out = Vec::new();
+    let mut from: Option<Vec<u8>> = None;
+    loop {
+        let lo = match &from {
+            Some(f) => Bound::Included(f.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let mut next = None;
+        r.scan(INBOX, lo, Bound::Unbounded, false, &mut |k, _| {
+            next = Some(split2(k).0);
+            Ok(false)
+        })?;
+        let Some(tenant) = next else {
+            return Ok(out);
+        };
+        let pfx = prefix(&[tenant.as_bytes()]);
+        match prefix_end(&pfx) {
+            Some(e) => from = Some(e),
+            None => {
+                if !skip.contains(&tenant) {
+                    out.push(tenant);
+                }
+                return Ok(out);
+            }
+        }
+        if !skip.contains(&tenant) {
+            out.push(tenant);
+        }
+    }
+}
+
+/// Moves an inbox kept in the old (id, tenant) layout into the per-tenant one; whether
+/// there was anything to move.
+pub fn migrate_legacy_inbox(w: &mut dyn KvWrite) -> StoreResult<bool> {
+    let mut keys = Vec::new();
+    w.scan(
+        INBOX_LEGACY,
+        Bound::Unbounded,
+        Bound::Unbounded,
+        false,
+        &mut |k, _| {
+            keys.push(k.to_vec());
+            Ok(true)
+        },
+    )?;
+    for k in &keys {
+        let (id, tenant) = split2(k);
+        w.put(INBOX, &key(&[tenant.as_bytes(), id.as_bytes()]), &[])?;
+        w.del(INBOX_LEGACY, k)?;
+    }
+    Ok(!keys.is_empty())
 }
 
 /// Drops stale inbox and delayed keys (housekeeping).

@@ -111,7 +111,10 @@ impl EmbeddedStore {
     }
 
     fn with_kv(kv: Arc<dyn Kv>, lock: Option<File>) -> StoreResult<Self> {
-        kv.write(true, &mut |w| queue::migrate_legacy(w))?;
+        kv.write(true, &mut |w| {
+            let moved = queue::migrate_legacy(w)?;
+            Ok(events::migrate_legacy_inbox(w)? || moved)
+        })?;
         // The claims a stopped process left: expired leases, taken over by the first
         // claim, so that the attempts they stood for are counted.
         let markers = read_with(&*kv, |r| queue::claim_markers(r))?;
@@ -203,8 +206,16 @@ impl EventStore for EmbeddedStore {
             .await
     }
 
-    async fn pending_events(&self, now: i64, limit: usize) -> StoreResult<Vec<(String, Event)>> {
-        let (out, stale) = self.read(move |r| events::pending(r, now, limit)).await?;
+    async fn pending_events(
+        &self,
+        now: i64,
+        limit: usize,
+        skip: &[String],
+    ) -> StoreResult<Vec<(String, Event)>> {
+        let skip = skip.to_vec();
+        let (out, stale) = self
+            .read(move |r| events::pending(r, now, limit, &skip))
+            .await?;
         if !stale.is_empty() {
             // Housekeeping only (an ingested event never becomes pending again).
             self.writer

@@ -13,8 +13,12 @@ use crate::store::{StoreError, StoreResult};
 pub const EVENTS: Table = "events";
 /// Idempotency keys by tenant and key → the first event's id.
 pub const IDEM: Table = "idem";
-/// Events due for trigger matching (id, tenant).
-pub const INBOX: Table = "inbox";
+/// Events due for trigger matching as they were kept before per-tenant inboxes (id,
+/// tenant); emptied on open.
+pub const INBOX_LEGACY: Table = "inbox";
+/// Events due for trigger matching, per tenant (tenant, id): one tenant's flood is one
+/// key range, which the others' events do not wait behind.
+pub const INBOX: Table = "inbox_by_tenant";
 /// Future-dated events by `ts`.
 pub const DELAYED: Table = "delayed";
 /// Function versions by tenant, id and version.
@@ -52,9 +56,10 @@ pub const WAIT_PATHS: Table = "wait_paths";
 pub const META: Table = "meta";
 
 /// Every table, created at open.
-pub const ALL_TABLES: [Table; 20] = [
+pub const ALL_TABLES: [Table; 21] = [
     EVENTS,
     IDEM,
+    INBOX_LEGACY,
     INBOX,
     DELAYED,
     FUNCTIONS,

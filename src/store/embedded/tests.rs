@@ -277,3 +277,33 @@ async fn a_run_stored_before_revisions_reads_as_revision_zero_and_can_be_written
         crate::store::WriteOutcome::Written { rev: 1 }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_in_the_old_layout_is_moved_to_per_tenant_inboxes_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = parse_batch(br#"{"name":"waiting"}"#, 1).unwrap().remove(0);
+    {
+        let s = EmbeddedStore::open(Engine::Redb, dir.path()).unwrap();
+        let stored = crate::store::StoredEvent {
+            event: ev.clone(),
+            run_ids: vec![],
+            duplicate_of: None,
+            ingested: false,
+        };
+        s.put_raw(
+            EVENTS,
+            key(&[b"t", ev.id.as_bytes()]),
+            serde_json::to_vec(&stored).unwrap(),
+        )
+        .await
+        .unwrap();
+        // Before per-tenant inboxes: (id, tenant).
+        s.put_raw(INBOX_LEGACY, key(&[ev.id.as_bytes(), b"t"]), vec![])
+            .await
+            .unwrap();
+    }
+    let s = EmbeddedStore::open(Engine::Redb, dir.path()).unwrap();
+    let got = s.pending_events(i64::MAX, 10, &[]).await.unwrap();
+    assert_eq!(got, vec![("t".to_string(), ev)]);
+    assert_eq!(s.pending_count().await.unwrap(), 1);
+}
