@@ -157,6 +157,9 @@ async fn try_execute(
     let f = match f {
         Ok(f) => f,
         Err(e) => {
+            // Held a moment before it is given back, so that a version that cannot be
+            // loaded is not claimed again at once, over and over.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             engine.store.release(vec![lease.lease_ref()], false).await?;
             return Err(e);
         }
