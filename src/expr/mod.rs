@@ -9,6 +9,11 @@
 //! a comprehension over a non-list, `b"…".contains(b"")`, integer overflow in `-`)
 //! evaluation fails with an error instead. Bound JSON is read in place, never converted.
 //!
+//! The parser recurses deeply (about 100 KiB of stack per bracket level in a debug
+//! build), so a source nesting brackets or `?:` more than 64 deep is refused before it
+//! is parsed, and parsing runs on a thread of its own with a 64 MiB stack; a tree deeper
+//! than 100 levels is refused after, which keeps evaluation within an ordinary stack.
+//!
 //! # Run-time cost
 //!
 //! Evaluation charges, *before* doing the work:
@@ -40,13 +45,14 @@
 //! `b` bytes has content size at most `b` (every element takes at least one byte, a
 //! string its quotes, a list its brackets), so a value from an event has `n ≤ max_body`
 //! (3 MiB by default); its lists hold at most `max_body / 2` elements, and its depth is
-//! capped by the ingress depth limit (64), which bounds the recursion of comparisons. The
-//! rules:
+//! capped by the ingress depth limit (64; serde_json's 128 for step outputs), which
+//! bounds the recursion of comparisons. The rules:
 //! - a variable's value (`event`, `data`, `steps`, …) and any part of it (`x.f`, `x[i]`)
 //!   has length and size at most `n`; a literal has its exact size;
 //! - each node adds its unit and its children's bounds, a `?:` the larger branch, and each
-//!   operation the charge above with sizes replaced by their bounds (a comparison with a
-//!   number, bool or null literal, or with arithmetic, costs nothing extra);
+//!   operation the charge above with sizes replaced by their bounds, except that an
+//!   operand known to be a scalar (a number, bool or null literal, the result of
+//!   arithmetic, a comparison or `size()`) makes `==`, `<`, `+` cost nothing extra;
 //! - a comprehension over a range of length `L` and content size `S` costs `L` times the
 //!   per-element cost, except that where that cost depends on the size `mᵢ` of the element
 //!   itself (`items.exists(i, i.tags.exists(…))`), the elements' sizes sum to at most `S`:
@@ -60,9 +66,9 @@
 //! [`CostBound::per_element`] (the coefficient of `n`: one pass over the input) and
 //! [`CostBound::nested`] (terms of degree two and more, at `n = max_body`). Deploy refuses
 //! an expression whose [`CostBound::deploy_cost`], `fixed + per_element × 100 + nested`,
-//! exceeds the server's budget: it must handle inputs of at least [`MIN_ELEMENTS`]
-//! elements within the budget, and it may not nest passes over the input, since at the
-//! ingress limits that costs about 10¹³. A single pass over event data
+//! exceeds the server's budget: it must handle an input of content size [`MIN_ELEMENTS`]
+//! (a list of 100 numbers, say) within the budget, and it may not nest passes over the
+//! input, since at the ingress limits that costs about 10¹³. A single pass over event data
 //! (`'a' in event.data.tags`, `event.data.items.exists(i, i.price > 100)`) deploys; on an
 //! event too big for the budget the run-time budget stops it. Step outputs (`steps`,
 //! `response`) are bounded by the step output limits rather than the ingress limits;
@@ -86,11 +92,12 @@ use eval::{Eval, Fault};
 use node::Node;
 
 /// The cost budget of an evaluation unless the server sets `[limits] cel_cost`: about
-/// the cost of 10,000 simple operations (some 0.1–0.5 ms of CPU).
+/// the cost of 10,000 simple operations (about 0.25 ms of CPU, release build, measured
+/// with `cargo bench --bench cel` on the 2-core development machine).
 pub const DEFAULT_BUDGET: u64 = 10_000;
 
-/// How many input elements an expression must be able to handle within its budget to be
-/// deployed (see the module docs).
+/// The input content size (about as many list elements) an expression must be able to
+/// handle within its budget to be deployed (see the module docs).
 pub const MIN_ELEMENTS: u64 = 100;
 
 /// Why an expression could not be compiled or evaluated.
