@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::function::{parse_duration, parse_size};
+use crate::expr::InputLimits;
+use crate::function::{parse_duration, parse_size, CompileOptions};
 use crate::runtime::ResolvedLimits;
 
 /// Why a configuration file was refused.
@@ -65,6 +66,8 @@ struct RawLimits {
     timeout: Option<String>,
     stdout: Option<String>,
     stderr: Option<String>,
+    /// Only in `[limits]`: the cost budget of every CEL evaluation.
+    cel_cost: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +116,15 @@ pub struct IngressConfig {
     pub max_pending: u64,
 }
 
+impl IngressConfig {
+    /// What these limits let an expression read, for its static cost bound.
+    pub fn input_limits(&self) -> InputLimits {
+        InputLimits {
+            max_body: self.max_body as u64,
+        }
+    }
+}
+
 impl Default for IngressConfig {
     fn default() -> Self {
         Self {
@@ -143,6 +155,9 @@ pub struct Config {
     pub ceilings: ResolvedLimits,
     /// Ingress limits.
     pub ingress: IngressConfig,
+    /// Cost budget of one CEL evaluation (`[limits] cel_cost`); deploy refuses
+    /// expressions whose static bound exceeds it.
+    pub cel_cost: u64,
     /// Tenants.
     pub tenants: Vec<TenantConfig>,
 }
@@ -221,6 +236,19 @@ impl Config {
             return Err(bad(
                 "limits.timeout".into(),
                 "is above ceilings.timeout".into(),
+            ));
+        }
+        if raw.ceilings.cel_cost.is_some() {
+            return Err(bad(
+                "ceilings.cel_cost".into(),
+                "the CEL cost budget is one server-wide value: set it as [limits] cel_cost".into(),
+            ));
+        }
+        let cel_cost = raw.limits.cel_cost.unwrap_or(crate::expr::DEFAULT_BUDGET);
+        if cel_cost == 0 {
+            return Err(bad(
+                "limits.cel_cost".into(),
+                "must be at least 1 (every expression costs at least one unit)".into(),
             ));
         }
         let mut ingress = IngressConfig::default();
@@ -302,8 +330,19 @@ impl Config {
             limits: defaults,
             ceilings,
             ingress,
+            cel_cost,
             tenants,
         })
+    }
+
+    /// What function validation checks against on this server: the CEL budget and the
+    /// ingress limits that bound what expressions read.
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            cel_budget: self.cel_cost,
+            check_cost: true,
+            input: self.ingress.input_limits(),
+        }
     }
 }
 
@@ -341,6 +380,8 @@ max_concurrent_steps = 4
         assert_eq!(c.tenants[0].max_concurrent_steps, Some(4));
         assert_eq!(c.store, "redb");
         assert!(!c.guard_pages, "explicit bounds checks by default");
+        assert_eq!(c.cel_cost, crate::expr::DEFAULT_BUDGET);
+        assert_eq!(c.compile_options().input.max_body, 1 << 20);
         let c = Config::parse("weir.toml", &format!("guard_pages = true\n{GOOD}")).unwrap();
         assert!(c.guard_pages);
     }
@@ -366,6 +407,30 @@ max_concurrent_steps = 4
             .unwrap_err()
             .to_string();
         assert!(e.contains("used twice"), "{e}");
+        let c = Config::parse(
+            "weir.toml",
+            &GOOD.replace("[ceilings]", "cel_cost = 500\n[ceilings]"),
+        )
+        .unwrap();
+        assert_eq!(c.cel_cost, 500);
+        assert_eq!(c.compile_options().cel_budget, 500);
+        let e = Config::parse(
+            "weir.toml",
+            &GOOD.replace("[ingress]", "cel_cost = 5\n[ingress]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ceilings.cel_cost") && e.contains("[limits]"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "weir.toml",
+            &GOOD.replace("[ceilings]", "cel_cost = 0\n[ceilings]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("limits.cel_cost"), "{e}");
         let e = Config::parse("weir.toml", "").unwrap_err().to_string();
         assert!(e.contains("at least one [[tenants]]"), "{e}");
         let e = Config::parse("weir.toml", &GOOD.replace("\"acme\"", "\"a b\""))

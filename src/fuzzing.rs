@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::event::{check_depth, parse_batch};
-use crate::expr::Expr;
+use crate::expr::{content_size, Expr, ExprError, DEFAULT_BUDGET};
 use crate::function::{Function, FunctionDef};
 
 /// The CEL parser (antlr4rust) panics on some inputs; `Expr::compile` catches that and
@@ -43,13 +43,42 @@ pub fn function_parse(data: &[u8]) {
     }
 }
 
-/// Compiles an expression and evaluates it against a sample event; must never panic.
+/// Compiles an expression and evaluates it against a sample event; must never panic,
+/// never run past its cost budget, and never cost more than its static bound.
 pub fn cel_compile(data: &[u8]) {
     let Ok(src) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(expr) = Expr::compile(src) {
-        let event = json!({"name": "a/b", "data": {"n": 1, "s": "x", "l": [1, 2], "m": {"k": true}}, "user": {"id": "u1"}});
-        let _ = expr.eval_bool(&[("event", &event), ("async", &event), ("steps", &json!({}))]);
+    let Ok(expr) = Expr::compile(src) else {
+        return;
+    };
+    let event = json!({"name": "a/b", "data": {"n": 1, "s": "x", "l": [1, 2], "m": {"k": true}}, "user": {"id": "u1"}});
+    let steps = json!({});
+    let vars = [("event", &event), ("async", &event), ("steps", &steps)];
+    // The meter stops evaluation at its budget: a refused charge counts one unit, and
+    // any work after it would count more.
+    for budget in [0, 1, 2, 5, 17, 100, DEFAULT_BUDGET] {
+        let (result, used) = expr.eval_bool_counted(&vars, budget);
+        match result {
+            Err(ExprError::Budget { .. }) => assert_eq!(
+                used,
+                budget + 1,
+                "`{src}` went on after running out of its budget of {budget}"
+            ),
+            _ => assert!(
+                used <= budget,
+                "`{src}` spent {used} of a budget of {budget}"
+            ),
+        }
+    }
+    // The static bound is an upper bound: with it as the budget, evaluation never runs out.
+    let n = vars.iter().map(|(_, v)| content_size(v)).max().unwrap_or(1);
+    let bound = expr.bound_at(n);
+    if bound <= 1_000_000 {
+        let (result, used) = expr.eval_bool_counted(&vars, bound);
+        assert!(
+            !matches!(result, Err(ExprError::Budget { .. })),
+            "`{src}` cost {used}, more than its static bound of {bound}"
+        );
     }
 }

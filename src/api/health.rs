@@ -9,6 +9,14 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::engine::TenantCounts;
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -76,6 +84,26 @@ async fn metrics(State(state): State<AppState>) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
             v.load(Ordering::Relaxed)
         );
+    }
+    let tenants = state.engine.stats().tenant_counts();
+    type Pick = fn(&TenantCounts) -> u64;
+    let per_tenant: [(&str, &str, Pick); 2] = [
+        (
+            "weir_tenant_trigger_errors_total",
+            "Trigger expressions that failed to evaluate, per tenant.",
+            |c| c.trigger_errors,
+        ),
+        (
+            "weir_cel_budget_exceeded_total",
+            "Trigger expressions stopped by the CEL cost budget, per tenant.",
+            |c| c.cel_budget_exceeded,
+        ),
+    ];
+    for (name, help, pick) in per_tenant {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (tenant, c) in &tenants {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(tenant), pick(c));
+        }
     }
     let gauges = [
         (

@@ -55,6 +55,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
         default_limits: cfg.limits,
         ceilings: cfg.ceilings,
         max_pending: cfg.ingress.max_pending,
+        compile: cfg.compile_options(),
         ..EngineConfig::default()
     };
     if let Some(w) = cfg.workers {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::error::Resource;
 use super::{Engine, EngineError};
 use crate::event::now_ms;
-use crate::function::{Function, FunctionDef, FunctionError};
+use crate::function::{CompileOptions, Function, FunctionDef, FunctionError};
 use crate::runtime::{ComponentKind, RuntimeError};
 use crate::store::FunctionRecord;
 
@@ -17,7 +17,7 @@ impl Engine {
     /// Loads the latest version of every stored function into the registry.
     pub(super) async fn load_functions(&self) -> Result<(), EngineError> {
         for (tenant, rec) in self.store.latest_functions().await? {
-            match compile_record(&rec) {
+            match compile_record(&rec, &self.config.compile) {
                 Ok(f) => self.registry.insert(&tenant, f),
                 Err(e) => tracing::error!(
                     tenant,
@@ -46,7 +46,7 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::not_found(Resource::Function, format!("{id} version {version}"))
             })?;
-        let f = compile_record(&rec)?;
+        let f = compile_record(&rec, &self.config.compile)?;
         self.registry.insert(tenant, f.clone());
         Ok(f)
     }
@@ -159,14 +159,15 @@ impl Engine {
     }
 }
 
-/// A stored version, compiled (its components were checked when it was deployed).
-fn compile_record(rec: &FunctionRecord) -> Result<Arc<Function>, EngineError> {
+/// A stored version, compiled (its components and expressions' cost bounds were checked
+/// when it was deployed; its expressions run under this server's budget).
+fn compile_record(
+    rec: &FunctionRecord,
+    options: &CompileOptions,
+) -> Result<Arc<Function>, EngineError> {
     let def = FunctionDef::from_value(rec.def.clone())?;
-    Ok(Arc::new(Function::compile(
-        def,
-        rec.version,
-        |_, _| Ok(()),
-    )?))
+    let f = Function::compile_with(def, rec.version, &options.deployed(), |_, _| Ok(()))?;
+    Ok(Arc::new(f))
 }
 
 fn describe(e: &RuntimeError) -> String {

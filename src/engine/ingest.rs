@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{dag, waits, Engine, EngineError};
 use crate::event::{new_id, now_ms, Event};
+use crate::expr::ExprError;
 use crate::function::Function;
 use crate::run::Run;
 use crate::store::{Ingested, RunChange, WaitQuery};
@@ -138,7 +139,7 @@ fn plan(engine: &Engine, tenant: &str, event: &Event, value: &Value) -> Ingested
             .registry
             .triggered_by(tenant, &event.name)
             .into_iter()
-            .filter(|f| matches(engine, f, event, value))
+            .filter(|f| matches(engine, tenant, f, event, value))
             .collect()
     };
     let runs: Vec<(Run, RunChange)> = candidates
@@ -155,7 +156,7 @@ fn plan(engine: &Engine, tenant: &str, event: &Event, value: &Value) -> Ingested
 /// Whether any trigger of `f` for this event's name holds. A trigger whose expression
 /// fails to evaluate (a missing field, a type error) does not match; it is logged and
 /// counted.
-fn matches(engine: &Engine, f: &Function, event: &Event, value: &Value) -> bool {
+fn matches(engine: &Engine, tenant: &str, f: &Function, event: &Event, value: &Value) -> bool {
     let field = |k: &str| value.get(k).cloned().unwrap_or(Value::Null);
     let (name, data, user, id, ts) = (
         field("name"),
@@ -178,11 +179,17 @@ fn matches(engine: &Engine, f: &Function, event: &Event, value: &Value) -> bool 
                     ("id", &id),
                     ("ts", &ts),
                 ];
-                match expr.eval_bool(&vars) {
+                match expr.eval_bool_with_budget(&vars, f.cel_budget) {
                     Ok(b) => b,
                     Err(e) => {
                         engine.stats.trigger_errors.fetch_add(1, Ordering::Relaxed);
+                        let budget = matches!(e, ExprError::Budget { .. });
+                        engine.stats.count(tenant, |c| {
+                            c.trigger_errors += 1;
+                            c.cel_budget_exceeded += budget as u64;
+                        });
                         tracing::warn!(
+                            tenant,
                             function = f.id,
                             event = event.id,
                             "trigger does not match: {e}"

@@ -26,7 +26,7 @@ pub use components::components_of;
 pub use error::{EngineError, Resource};
 pub use inflight::StepKey;
 pub use outcome::classify;
-pub use settings::{EngineConfig, Stats};
+pub use settings::{EngineConfig, Stats, TenantCounts};
 
 use crate::event::{now_ms, Event};
 use crate::runtime::StepRuntime;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::function::CompileOptions;
 use crate::runtime::ResolvedLimits;
 use crate::store::TenantCaps;
 
@@ -26,6 +27,9 @@ pub struct EngineConfig {
     /// How long a claimed step's lease lasts unless renewed (it is renewed while the
     /// step runs; a process that stops renewing loses its steps to another after this).
     pub lease: Duration,
+    /// How definitions are checked at deploy, and the CEL budget every evaluation of
+    /// their expressions runs under.
+    pub compile: CompileOptions,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +46,7 @@ impl Default for EngineConfig {
             tenant_caps: BTreeMap::new(),
             max_pending: 1_000_000,
             lease: Duration::from_secs(15),
+            compile: CompileOptions::default(),
         }
     }
 }
@@ -77,4 +82,32 @@ pub struct Stats {
     pub stale_results: AtomicU64,
     /// Runs found corrupt (their transition panicked) and failed.
     pub corrupt_runs: AtomicU64,
+    /// Per-tenant counts: trigger expressions that failed to evaluate, and those that ran
+    /// out of their CEL budget.
+    pub per_tenant: std::sync::Mutex<BTreeMap<String, TenantCounts>>,
+}
+
+/// What is counted per tenant.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCounts {
+    /// Trigger expressions that failed to evaluate (counted as no match).
+    pub trigger_errors: u64,
+    /// Trigger expressions stopped by the CEL cost budget (counted as no match).
+    pub cel_budget_exceeded: u64,
+}
+
+impl Stats {
+    /// Adds to one tenant's counts.
+    pub fn count(&self, tenant: &str, f: impl FnOnce(&mut TenantCounts)) {
+        let mut m = self.per_tenant.lock().unwrap_or_else(|p| p.into_inner());
+        f(m.entry(tenant.to_string()).or_default());
+    }
+
+    /// Every tenant's counts.
+    pub fn tenant_counts(&self) -> BTreeMap<String, TenantCounts> {
+        self.per_tenant
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }

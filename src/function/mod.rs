@@ -10,8 +10,8 @@ pub use def::{
 };
 pub use units::{parse_duration, parse_size};
 pub use validate::{
-    AsyncWait, CancelRule, CronTrigger, Edge, Function, Limits, MatchIndex, Retries, Step, Trigger,
-    TRIGGER,
+    AsyncWait, CancelRule, CompileOptions, CronTrigger, Edge, Function, Limits, MatchIndex,
+    Retries, Step, Trigger, TRIGGER,
 };
 
 /// Why a function definition was refused; the message names the function, step and field.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::def::{FunctionDef, LimitsDef, RetriesDef};
 use super::units::{parse_duration, parse_size};
 use super::FunctionError;
-use crate::expr::Expr;
+use crate::expr::{Expr, InputLimits, DEFAULT_BUDGET};
 
 /// The name of the implicit parent of steps with no `after`.
 pub const TRIGGER: &str = "$trigger";
@@ -28,6 +28,8 @@ pub struct Function {
     pub cancel: Vec<CancelRule>,
     /// Steps in a topological order (parents before children).
     pub steps: Vec<Step>,
+    /// The cost budget each evaluation of its expressions runs under.
+    pub cel_budget: u64,
     index: HashMap<String, usize>,
 }
 
@@ -248,12 +250,56 @@ impl Limits {
 
 const MAX_STEPS: usize = 256;
 
+/// The server's limits that validation checks a definition against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// CEL cost budget: every evaluation runs under it, and (with `check_cost`) an
+    /// expression whose static bound exceeds it is refused.
+    pub cel_budget: u64,
+    /// Whether expressions' static cost bounds are checked against the budget.
+    pub check_cost: bool,
+    /// What expressions can read, which bounds their cost.
+    pub input: InputLimits,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            cel_budget: DEFAULT_BUDGET,
+            check_cost: true,
+            input: InputLimits::default(),
+        }
+    }
+}
+
+impl CompileOptions {
+    /// No static cost check: for reloading versions that were checked when deployed (a
+    /// lowered budget then applies at run time, not by dropping deployed functions).
+    pub fn deployed(self) -> Self {
+        Self {
+            check_cost: false,
+            ..self
+        }
+    }
+}
+
 impl Function {
-    /// Validates `def` as version `version`. `component` is asked about each step's
-    /// `sha256:` name and answers with an error message if it is unknown or unusable.
+    /// Validates `def` as version `version` under the default [`CompileOptions`].
+    /// `component` is asked about each step's `sha256:` name and answers with an error
+    /// message if it is unknown or unusable.
     pub fn compile(
         def: FunctionDef,
         version: u64,
+        component: impl FnMut(&str, &str) -> Result<(), String>,
+    ) -> Result<Self, FunctionError> {
+        Self::compile_with(def, version, &CompileOptions::default(), component)
+    }
+
+    /// Validates `def` as version `version` against this server's `options`.
+    pub fn compile_with(
+        def: FunctionDef,
+        version: u64,
+        options: &CompileOptions,
         mut component: impl FnMut(&str, &str) -> Result<(), String>,
     ) -> Result<Self, FunctionError> {
         let fid = def.id.clone();
@@ -261,6 +307,17 @@ impl Function {
             function: fid.clone(),
             field,
             reason,
+        };
+        // Every expression: compiled, then its static cost bound checked against the budget.
+        let cel = |field: String, src: &str| -> Result<Expr, FunctionError> {
+            let e = Expr::compile(src).map_err(|e| bad(field.clone(), e.to_string()))?;
+            let over = options
+                .check_cost
+                .then(|| e.over_budget(options.cel_budget, &options.input));
+            match over.flatten() {
+                Some(reason) => Err(bad(field, reason)),
+                None => Ok(e),
+            }
         };
         if def.id.is_empty()
             || def.id.len() > 128
@@ -284,9 +341,7 @@ impl Function {
                 return Err(bad(format!("{field}.event"), "is required".into()));
             }
             let cond = match &c.cond {
-                Some(src) => Some(
-                    Expr::compile(src).map_err(|e| bad(format!("{field}.if"), e.to_string()))?,
-                ),
+                Some(src) => Some(cel(format!("{field}.if"), src)?),
                 None => None,
             };
             let timeout = match &c.timeout {
@@ -320,10 +375,7 @@ impl Function {
                 return Err(bad(format!("{field}.event"), "is required".into()));
             };
             let expression = match &t.expression {
-                Some(src) => Some(
-                    Expr::compile(src)
-                        .map_err(|e| bad(format!("{field}.expression"), e.to_string()))?,
-                ),
+                Some(src) => Some(cel(format!("{field}.expression"), src)?),
                 None => None,
             };
             triggers.push(Trigger {
@@ -382,8 +434,7 @@ impl Function {
                     }
                     parse_duration(&a.ttl).map_err(|r| bad(format!("{ef}.async.ttl"), r))?;
                     if let Some(m) = &a.matches {
-                        Expr::compile(m)
-                            .map_err(|r| bad(format!("{ef}.async.match"), r.to_string()))?;
+                        cel(format!("{ef}.async.match"), m)?;
                     }
                 }
                 if e.step == TRIGGER {
@@ -493,10 +544,7 @@ impl Function {
                     Some(new_index[&pos[e.step.as_str()]])
                 };
                 let cond = match &e.cond {
-                    Some(src) => Some(
-                        Expr::compile(src)
-                            .map_err(|r| bad(format!("{field}.after[{j}].if"), r.to_string()))?,
-                    ),
+                    Some(src) => Some(cel(format!("{field}.after[{j}].if"), src)?),
                     None => None,
                 };
                 let wait = e
@@ -511,11 +559,8 @@ impl Function {
                         matches: a
                             .matches
                             .as_deref()
-                            .map(Expr::compile)
-                            .transpose()
-                            .map_err(|r| {
-                                bad(format!("{field}.after[{j}].async.match"), r.to_string())
-                            })?,
+                            .map(|m| cel(format!("{field}.after[{j}].async.match"), m))
+                            .transpose()?,
                         ttl: parse_duration(&a.ttl)
                             .map_err(|r| bad(format!("{field}.after[{j}].async.ttl"), r))?,
                         on_timeout: a.on_timeout,
@@ -584,6 +629,7 @@ impl Function {
             crons,
             cancel,
             steps,
+            cel_budget: options.cel_budget,
             index,
         })
     }
@@ -789,6 +835,73 @@ mod tests {
         assert!(
             bad.contains("steps.a.limits: fuel: must be at least 1"),
             "{bad}"
+        );
+    }
+
+    #[test]
+    fn expressions_over_the_cel_budget_are_refused_naming_function_and_field() {
+        let nested = "event.data.xs.exists(x, event.data.ys.exists(y, x == y))";
+        let wide = "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, \
+            [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, a + b + c + d > 0))))";
+        let trig = msg(
+            json!({"id": "f", "triggers": [{"event": "e", "expression": wide}], "steps": {"a": {"path": SHA}}}),
+        );
+        assert!(
+            trig.starts_with(&format!(
+                "function `f`: triggers[0].expression: `{wide}` may cost up to"
+            )),
+            "{trig}"
+        );
+        assert!(trig.contains("budget of 10000"), "{trig}");
+        for (def, field) in [
+            (
+                json!({"id": "f", "triggers": [{"event": "e"}], "steps": {"a": {"path": SHA, "after": [{"step": "$trigger", "if": nested}]}}}),
+                "steps.a.after[0].if",
+            ),
+            (
+                json!({"id": "f", "triggers": [{"event": "e"}], "steps": {"a": {"path": SHA, "after": [{"step": "$trigger", "async": {"event": "v", "match": nested, "ttl": "1h"}}]}}}),
+                "steps.a.after[0].async.match",
+            ),
+            (
+                json!({"id": "f", "triggers": [{"event": "e"}], "cancel": [{"event": "x", "if": nested}], "steps": {"a": {"path": SHA}}}),
+                "cancel[0].if",
+            ),
+        ] {
+            let m = msg(def);
+            assert!(
+                m.contains(&format!("{field}: `{nested}` may cost")) && m.contains("nests passes"),
+                "{m}"
+            );
+        }
+        // A single pass over event data deploys under the default budget...
+        let single = json!({"id": "f", "triggers": [{"event": "e", "expression": "event.data.items.exists(i, i.price > 100)"}],
+            "steps": {"a": {"path": SHA}}});
+        assert!(compile(single.clone()).is_ok());
+        // ...not under a budget too small for a hundred elements.
+        let small = CompileOptions {
+            cel_budget: 500,
+            ..CompileOptions::default()
+        };
+        let e = Function::compile_with(
+            FunctionDef::from_value(single.clone()).unwrap(),
+            1,
+            &small,
+            |_, _| Ok(()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("budget of 500") && e.contains("per element"),
+            "{e}"
+        );
+        // Versions loaded from the store were checked when deployed.
+        let def = FunctionDef::from_value(
+            json!({"id": "f", "triggers": [{"event": "e", "expression": wide}], "steps": {"a": {"path": SHA}}}),
+        )
+        .unwrap();
+        assert!(
+            Function::compile_with(def, 1, &CompileOptions::default().deployed(), |_, _| Ok(()))
+                .is_ok()
         );
     }
 

@@ -283,6 +283,21 @@ pub(super) fn resolve_edge(
 /// longest `wait` of its taken edges), skips those with none taken (propagating the
 /// skip), and completes the run when nothing is left.
 pub(super) fn settle(f: &Function, run: &mut Run, now: i64, change: &mut RunChange) {
+    if run.status.is_terminal() {
+        return;
+    }
+    // A step failed by its edge (an `if` out of CEL budget) fails the run.
+    if run.steps.iter().any(|s| s.status == StepStatus::Failed) {
+        for s in run
+            .steps
+            .iter_mut()
+            .filter(|s| s.status == StepStatus::Failed)
+        {
+            s.ended_at.get_or_insert(now);
+        }
+        end_run(run, RunStatus::Failed, now, change);
+        return;
+    }
     for i in 0..f.steps.len() {
         let st = &run.steps[i];
         if st.status != StepStatus::Pending

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::expr::{Expr, ExprError};
 use crate::function::Function;
 use crate::run::{Run, StepStatus};
 
@@ -21,11 +22,21 @@ pub fn outputs(run: &Run) -> Value {
     Value::Object(m)
 }
 
-pub(super) fn holds(cond: Option<&crate::expr::Expr>, vars: &[(&str, &Value)]) -> bool {
-    cond.is_none_or(|c| c.eval_bool(vars).unwrap_or(false))
+/// Whether a wait's condition (`async.match`, `cancel.if`) holds, under the function's
+/// CEL budget; one that fails to evaluate or runs out of budget does not hold.
+pub(super) fn holds(f: &Function, cond: Option<&Expr>, vars: &[(&str, &Value)]) -> bool {
+    cond.is_none_or(|c| match c.eval_bool_with_budget(vars, f.cel_budget) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(function = f.id, "a wait's condition does not hold: {e}");
+            false
+        }
+    })
 }
 
-/// The edge's `if`, with `async` bound; a failing condition is not taken.
+/// The edge's `if`, with `async` bound, under the function's CEL budget. A condition
+/// that fails to evaluate is not taken (and the child says why); one that runs out of
+/// budget fails the child step, and with it the run (see `settle`).
 pub(super) fn edge_condition(
     f: &Function,
     run: &mut Run,
@@ -46,14 +57,20 @@ pub(super) fn edge_condition(
         ("response", &response),
         ("async", async_event),
     ];
-    match cond.eval_bool(&vars) {
+    match cond.eval_bool_with_budget(&vars, f.cel_budget) {
         Ok(b) => b,
         Err(err) => {
             let from = edge
                 .parent
                 .map(|p| f.steps[p].id.as_str())
                 .unwrap_or(crate::function::TRIGGER);
-            run.steps[child].error = Some(format!("edge from `{from}` not taken: {err}"));
+            let st = &mut run.steps[child];
+            if let ExprError::Budget { .. } = err {
+                st.status = StepStatus::Failed;
+                st.error = Some(format!("the `if` of the edge from `{from}` failed: {err}"));
+            } else {
+                st.error = Some(format!("edge from `{from}` not taken: {err}"));
+            }
             false
         }
     }

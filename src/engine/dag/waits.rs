@@ -32,6 +32,7 @@ pub fn resume(
             }
             let r = f.cancel.get(rule)?;
             if !holds(
+                f,
                 r.cond.as_ref(),
                 &[("event", run.event.get()), ("async", incoming)],
             ) {
@@ -43,6 +44,7 @@ pub fn resume(
         WaitSlot::Edge { step, edge } => {
             let a = f.steps.get(step)?.incoming.get(edge)?.wait_for.as_ref()?;
             if !holds(
+                f,
                 a.matches.as_ref(),
                 &[("event", run.event.get()), ("async", incoming)],
             ) {

@@ -1,0 +1,248 @@
+//! CEL isolation: `weir serve` with two tenants. "hostile" has a trigger that is cheap on
+//! ordinary events (`event.data.items.exists(i, i.price > 100)`, deployable) and sends,
+//! back to back from two threads, crafted events that make it run into its CEL budget
+//! (30,000 items each); "quiet" sends small events one at a time. Prints quiet's
+//! event→run-created latency (server timestamps) without the hostile tenant and while it
+//! floods, and how many hostile events were matched (and cut off) meanwhile.
+//!
+//! `cargo bench --bench cel_isolation` (WEIR_CEL_QUIET, default 500 events per phase;
+//! WEIR_LOAD_BIN drives another build). Under `cargo test` it runs small.
+
+mod util;
+
+use std::path::Path;
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const TENANTS: &str = r#"
+[[tenants]]
+id = "hostile"
+event_keys = ["evt_hostile"]
+api_keys = ["api_hostile"]
+
+[[tenants]]
+id = "quiet"
+event_keys = ["evt_quiet"]
+api_keys = ["api_quiet"]
+"#;
+
+// The caller kills and waits for the child at the end.
+#[allow(clippy::zombie_processes)]
+fn start(dir: &Path) -> (Child, String) {
+    let config = dir.join("weir.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n{TENANTS}", data.display().to_string()),
+    )
+    .unwrap();
+    let mut child = util::weir()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let url = util::api_url(&mut child);
+    (child, url)
+}
+
+fn call(agent: &ureq::Agent, method: &str, url: &str, key: &str, body: Option<&[u8]>) -> Value {
+    let auth = format!("Bearer {key}");
+    let mut r = match (method, body) {
+        ("PUT", Some(b)) => agent.put(url).header("Authorization", &auth).send(b),
+        ("POST", Some(b)) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b),
+        _ => agent.get(url).header("Authorization", &auth).call(),
+    }
+    .unwrap();
+    let status = r.status();
+    let v: Value = r
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_json()
+        .unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {url}: {status} {v}");
+    v
+}
+
+fn deploy(agent: &ureq::Agent, url: &str, api_key: &str, event: &str, expression: Option<&str>) {
+    let bytes = std::fs::read(util::guest("echo")).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    call(
+        agent,
+        "PUT",
+        &format!("{url}/v1/components/{sha}"),
+        api_key,
+        Some(&bytes),
+    );
+    let mut trigger = json!({"event": event});
+    if let Some(e) = expression {
+        trigger["expression"] = json!(e);
+    }
+    let def = json!({"id": "f", "triggers": [trigger],
+        "steps": {"a": {"path": format!("sha256:{sha}")}}});
+    call(
+        agent,
+        "POST",
+        &format!("{url}/v1/functions"),
+        api_key,
+        Some(def.to_string().as_bytes()),
+    );
+}
+
+/// Sends `n` quiet events one at a time; returns their ids.
+fn quiet_phase(agent: &ureq::Agent, url: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let body = json!({"name": "ping", "data": {"i": i}}).to_string();
+            let r = call(
+                agent,
+                "POST",
+                &format!("{url}/e"),
+                "evt_quiet",
+                Some(body.as_bytes()),
+            );
+            r["ids"][0].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Event → run created (ms, server clock) of each of these events' runs.
+fn latencies(agent: &ureq::Agent, url: &str, ids: &[String]) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for id in ids {
+        loop {
+            let ev = call(
+                agent,
+                "GET",
+                &format!("{url}/v1/events/{id}"),
+                "api_quiet",
+                None,
+            );
+            if let Some(run) = ev["run_ids"].get(0).and_then(Value::as_str) {
+                let r = call(
+                    agent,
+                    "GET",
+                    &format!("{url}/v1/runs/{run}"),
+                    "api_quiet",
+                    None,
+                );
+                let lat = r["created_at"].as_i64().unwrap() - ev["ts"].as_i64().unwrap();
+                h.record(lat.max(0) as u64).unwrap();
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event {id} never started its run"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    h
+}
+
+fn show(name: &str, h: &Histogram<u64>) {
+    println!(
+        "{name:<44} event→run p50 {:>4} ms  p90 {:>4} ms  p99 {:>4} ms  max {:>5} ms",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.max()
+    );
+}
+
+fn budget_cutoffs(agent: &ureq::Agent, url: &str) -> u64 {
+    let r = agent.get(format!("{url}/metrics")).call();
+    let text = r.unwrap().body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("weir_cel_budget_exceeded_total{tenant=\"hostile\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let n: usize = util::env_or("WEIR_CEL_QUIET", if bench { 500 } else { 20 });
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, url) = start(tmp.path());
+    let a = util::agent();
+    deploy(
+        &a,
+        &url,
+        "api_hostile",
+        "order/placed",
+        Some("event.data.items.exists(i, i.price > 100)"),
+    );
+    deploy(&a, &url, "api_quiet", "ping", None);
+    println!("weir CEL isolation bench (2 cores, {n} quiet events per phase)");
+
+    let alone = latencies(&a, &url, &quiet_phase(&a, &url, n));
+    show("quiet alone", &alone);
+
+    // The hostile tenant: each event makes the trigger run out of its budget.
+    let items: Vec<Value> = (0..30_000).map(|_| json!({"price": 1})).collect();
+    let big = json!({"name": "order/placed", "data": {"items": items}}).to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, sent, url, big) = (stop.clone(), sent.clone(), url.clone(), big.clone());
+            std::thread::spawn(move || {
+                let a = util::agent();
+                while !stop.load(Ordering::Relaxed) {
+                    call(
+                        &a,
+                        "POST",
+                        &format!("{url}/e"),
+                        "evt_hostile",
+                        Some(big.as_bytes()),
+                    );
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Let the flood build before measuring.
+    while sent.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cut0 = budget_cutoffs(&a, &url);
+    let t0 = Instant::now();
+    let ids = quiet_phase(&a, &url, n);
+    let during = latencies(&a, &url, &ids);
+    let cut = budget_cutoffs(&a, &url) - cut0;
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for f in floods {
+        f.join().unwrap();
+    }
+    show("quiet while hostile floods", &during);
+    println!(
+        "hostile: {} events sent, {cut} triggers cut off by the budget while quiet was measured ({:.0}/s)",
+        sent.load(Ordering::Relaxed),
+        cut as f64 / secs
+    );
+    if !bench {
+        // The smoke run checks the flood did what it is for: triggers cut off by the budget.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while budget_cutoffs(&a, &url) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no hostile trigger ran into its budget"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
