@@ -659,3 +659,23 @@ fn a_value_is_small() {
         std::mem::size_of::<Val>()
     );
 }
+
+#[test]
+fn comprehensions_nested_deeper_than_the_tracked_variables_are_bounded() {
+    // Nine levels: more than the estimate tracks element sizes for.
+    let mut src = String::from("x9 == x9");
+    for i in (1..=9).rev() {
+        src = format!("event.data.l.exists(x{i}, {src} || x{i})");
+    }
+    let e = Expr::compile(&src).unwrap();
+    assert!(e.cost_bound(&InputLimits::default()).nested > 0);
+    let ev = json!({"data": {"l": [1, 2]}});
+    let bound = [("event", &ev)];
+    let n = content_size(&ev);
+    let (r, used) = e.eval_bool_counted(&bound, u64::MAX - 1);
+    assert!(
+        r.is_ok() || matches!(r, Err(ExprError::NotBool { .. })),
+        "{r:?}"
+    );
+    assert!(used <= e.bound_at(n), "{used} > {}", e.bound_at(n));
+}

@@ -179,10 +179,13 @@ impl Poly {
             })
     }
 
-    /// Replaces variable `v` by `p`.
+    /// Replaces variable `v` by `p` (nothing to replace past the tracked variables).
     fn subst(&self, v: usize, p: &Poly) -> Poly {
         if self.inf {
             return Poly::inf();
+        }
+        if v >= NV {
+            return self.clone();
         }
         let mut out = Poly::zero();
         for (m, c) in &self.terms {
@@ -204,6 +207,9 @@ impl Poly {
     fn sum_over(&self, v: usize, len: &Poly, size: &Poly) -> Poly {
         if self.inf {
             return Poly::inf();
+        }
+        if v >= NV {
+            return self.mul(len);
         }
         let mut out = Poly::zero();
         for (m, c) in &self.terms {
@@ -631,11 +637,7 @@ impl<'n> Est<'n> {
         let result = self.node(&c.result);
         self.scope.truncate(accu_slot);
         self.depth -= 1;
-        let result = if v < NV {
-            result.subst(v, &whole.size)
-        } else {
-            result
-        };
+        let result = result.subst(v, &whole.size);
         let cost = init
             .cost
             .add(&range.cost)
@@ -651,10 +653,6 @@ impl<'n> Est<'n> {
             // Not a list or a map: the comprehension fails before its first element.
             return Poly::zero();
         }
-        if v < NV {
-            per.sum_over(v, &range.len, &range.size)
-        } else {
-            per.mul(&range.len)
-        }
+        per.sum_over(v, &range.len, &range.size)
     }
 }
