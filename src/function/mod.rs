@@ -1,18 +1,20 @@
 //! Function definitions: the JSON users write, and the validated form the engine runs.
 
+mod compiled;
 mod def;
 mod units;
 mod validate;
 
+pub use compiled::{
+    AsyncWait, CancelRule, CronTrigger, Edge, Function, Limits, MatchIndex, Retries, Step, Trigger,
+    TRIGGER,
+};
 pub use def::{
     AsyncDef, CancelDef, EdgeDef, FunctionDef, LimitsDef, RetriesDef, RuntimeDef, StepDef,
     TriggerDef,
 };
 pub use units::{parse_duration, parse_size};
-pub use validate::{
-    AsyncWait, CancelRule, CompileOptions, CronTrigger, Edge, Function, Limits, MatchIndex,
-    Retries, Step, Trigger, TRIGGER,
-};
+pub use validate::CompileOptions;
 
 /// Why a function definition was refused; the message names the function, step and field.
 #[derive(Debug, thiserror::Error, PartialEq)]
