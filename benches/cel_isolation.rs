@@ -1,9 +1,9 @@
-//! CEL isolation: `weir serve` with two tenants. "hostile" has a trigger that is cheap on
-//! ordinary events (`event.data.items.exists(i, i.price > 100)`, deployable) and sends,
-//! back to back from two threads, crafted events that make it run into its CEL budget
-//! (30,000 items each); "quiet" sends small events one at a time. Prints quiet's
-//! event→run-created latency (server timestamps) without the hostile tenant and while it
-//! floods, and how many hostile events were matched (and cut off) meanwhile.
+//! CEL isolation: `weir serve` with two tenants. "hostile" deploys the most expensive
+//! trigger the default budget lets through (two nested comprehensions over 28-element
+//! literal lists: ~9,700 cost units, about 0.2 ms, on every event) and sends small events
+//! back to back, 100 per request, from two threads; "quiet" sends small events one at a
+//! time. Prints quiet's event→run-created latency (server timestamps) without the hostile
+//! tenant and while it floods, and how many hostile events were matched meanwhile.
 //!
 //! `cargo bench --bench cel_isolation` (WEIR_CEL_QUIET, default 500 events per phase;
 //! WEIR_LOAD_BIN drives another build). Under `cargo test` it runs small.
@@ -161,37 +161,55 @@ fn show(name: &str, h: &Histogram<u64>) {
     );
 }
 
-fn budget_cutoffs(agent: &ureq::Agent, url: &str) -> u64 {
-    let r = agent.get(format!("{url}/metrics")).call();
-    let text = r.unwrap().body_mut().read_to_string().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("weir_cel_budget_exceeded_total{tenant=\"hostile\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+/// Runs the hostile tenant's trigger has started so far.
+fn hostile_runs(agent: &ureq::Agent, url: &str) -> u64 {
+    let f = call(
+        agent,
+        "GET",
+        &format!("{url}/v1/functions/f"),
+        "api_hostile",
+        None,
+    );
+    f["runs"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
 }
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let n: usize = util::env_or("WEIR_CEL_QUIET", if bench { 500 } else { 20 });
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, url) = start(tmp.path());
+    let (child, url) = start(tmp.path());
+    // Killed however main ends, so a failed run leaves no server behind.
+    struct Server(Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Server(child);
     let a = util::agent();
-    deploy(
-        &a,
-        &url,
-        "api_hostile",
-        "order/placed",
-        Some("event.data.items.exists(i, i.price > 100)"),
+    let list = format!(
+        "[{}]",
+        (1..=28)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
+    let costly = format!("{list}.all(a, {list}.all(b, a + b > 0))");
+    deploy(&a, &url, "api_hostile", "order/placed", Some(&costly));
     deploy(&a, &url, "api_quiet", "ping", None);
     println!("weir CEL isolation bench (2 cores, {n} quiet events per phase)");
 
     let alone = latencies(&a, &url, &quiet_phase(&a, &url, n));
     show("quiet alone", &alone);
 
-    // The hostile tenant: each event makes the trigger run out of its budget.
-    let items: Vec<Value> = (0..30_000).map(|_| json!({"price": 1})).collect();
-    let big = json!({"name": "order/placed", "data": {"items": items}}).to_string();
+    // The hostile tenant: every event costs its trigger nearly the whole budget.
+    let batch: Vec<Value> = (0..100)
+        .map(|i| json!({"name": "order/placed", "data": {"i": i}}))
+        .collect();
+    let big = json!(batch).to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let floods: Vec<_> = (0..2)
@@ -207,20 +225,20 @@ fn main() {
                         "evt_hostile",
                         Some(big.as_bytes()),
                     );
-                    sent.fetch_add(1, Ordering::Relaxed);
+                    sent.fetch_add(100, Ordering::Relaxed);
                 }
             })
         })
         .collect();
     // Let the flood build before measuring.
-    while sent.load(Ordering::Relaxed) < 20 {
+    while sent.load(Ordering::Relaxed) < 2_000 {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let cut0 = budget_cutoffs(&a, &url);
+    let matched0 = hostile_runs(&a, &url);
     let t0 = Instant::now();
     let ids = quiet_phase(&a, &url, n);
     let during = latencies(&a, &url, &ids);
-    let cut = budget_cutoffs(&a, &url) - cut0;
+    let matched = hostile_runs(&a, &url) - matched0;
     let secs = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for f in floods {
@@ -228,21 +246,8 @@ fn main() {
     }
     show("quiet while hostile floods", &during);
     println!(
-        "hostile: {} events sent, {cut} triggers cut off by the budget while quiet was measured ({:.0}/s)",
+        "hostile: {} events sent, {matched} matched while quiet was measured ({:.0}/s, each ~0.2 ms of CEL)",
         sent.load(Ordering::Relaxed),
-        cut as f64 / secs
+        matched as f64 / secs
     );
-    if !bench {
-        // The smoke run checks the flood did what it is for: triggers cut off by the budget.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while budget_cutoffs(&a, &url) == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "no hostile trigger ran into its budget"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -345,12 +345,14 @@ impl Expr {
     }
 
     /// The static bound with every input's content size set to `n`.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn bound_at(&self, n: u64) -> u64 {
         self.cost.eval(n)
     }
 }
 
 /// The content size of a JSON value, as the static bound counts it (see the module docs).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn content_size(v: &Value) -> u64 {
     match v {
         Value::String(s) => 1 + value::units(s.len()),
