@@ -10,7 +10,6 @@
 
 mod util;
 
-use std::path::Path;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,52 +31,10 @@ event_keys = ["evt_quiet"]
 api_keys = ["api_quiet"]
 "#;
 
-// The caller kills and waits for the child at the end.
-#[allow(clippy::zombie_processes)]
-fn start(dir: &Path) -> (Child, String) {
-    let config = dir.join("weir.toml");
-    let data = dir.join("data");
-    std::fs::write(
-        &config,
-        format!("data_dir = {:?}\n{TENANTS}", data.display().to_string()),
-    )
-    .unwrap();
-    let mut child = util::weir()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .spawn()
-        .unwrap();
-    let url = util::api_url(&mut child);
-    (child, url)
-}
-
-fn call(agent: &ureq::Agent, method: &str, url: &str, key: &str, body: Option<&[u8]>) -> Value {
-    let auth = format!("Bearer {key}");
-    let mut r = match (method, body) {
-        ("PUT", Some(b)) => agent.put(url).header("Authorization", &auth).send(b),
-        ("POST", Some(b)) => agent
-            .post(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(b),
-        _ => agent.get(url).header("Authorization", &auth).call(),
-    }
-    .unwrap();
-    let status = r.status();
-    let v: Value = r
-        .body_mut()
-        .with_config()
-        .limit(256 << 20)
-        .read_json()
-        .unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {url}: {status} {v}");
-    v
-}
-
 fn deploy(agent: &ureq::Agent, url: &str, api_key: &str, event: &str, expression: Option<&str>) {
     let bytes = std::fs::read(util::guest("echo")).unwrap();
     let sha = hex::encode(Sha256::digest(&bytes));
-    call(
+    util::call(
         agent,
         "PUT",
         &format!("{url}/v1/components/{sha}"),
@@ -90,7 +47,7 @@ fn deploy(agent: &ureq::Agent, url: &str, api_key: &str, event: &str, expression
     }
     let def = json!({"id": "f", "triggers": [trigger],
         "steps": {"a": {"path": format!("sha256:{sha}")}}});
-    call(
+    util::call(
         agent,
         "POST",
         &format!("{url}/v1/functions"),
@@ -104,7 +61,7 @@ fn quiet_phase(agent: &ureq::Agent, url: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
             let body = json!({"name": "ping", "data": {"i": i}}).to_string();
-            let r = call(
+            let r = util::call(
                 agent,
                 "POST",
                 &format!("{url}/e"),
@@ -122,7 +79,7 @@ fn latencies(agent: &ureq::Agent, url: &str, ids: &[String]) -> Histogram<u64> {
     let deadline = Instant::now() + Duration::from_secs(300);
     for id in ids {
         loop {
-            let ev = call(
+            let ev = util::call(
                 agent,
                 "GET",
                 &format!("{url}/v1/events/{id}"),
@@ -130,7 +87,7 @@ fn latencies(agent: &ureq::Agent, url: &str, ids: &[String]) -> Histogram<u64> {
                 None,
             );
             if let Some(run) = ev["run_ids"].get(0).and_then(Value::as_str) {
-                let r = call(
+                let r = util::call(
                     agent,
                     "GET",
                     &format!("{url}/v1/runs/{run}"),
@@ -163,7 +120,7 @@ fn show(name: &str, h: &Histogram<u64>) {
 
 /// Runs the hostile tenant's trigger has started so far.
 fn hostile_runs(agent: &ureq::Agent, url: &str) -> u64 {
-    let f = call(
+    let f = util::call(
         agent,
         "GET",
         &format!("{url}/v1/functions/f"),
@@ -179,7 +136,7 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let n: usize = util::env_or("WEIR_CEL_QUIET", if bench { 500 } else { 20 });
     let tmp = tempfile::tempdir().unwrap();
-    let (child, url) = start(tmp.path());
+    let (child, url) = util::serve(tmp.path(), TENANTS);
     // Killed however main ends, so a failed run leaves no server behind.
     struct Server(Child);
     impl Drop for Server {
@@ -218,7 +175,7 @@ fn main() {
             std::thread::spawn(move || {
                 let a = util::agent();
                 while !stop.load(Ordering::Relaxed) {
-                    call(
+                    util::call(
                         &a,
                         "POST",
                         &format!("{url}/e"),

@@ -9,8 +9,6 @@
 
 mod util;
 
-use std::path::Path;
-use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,55 +30,13 @@ event_keys = ["evt_quiet"]
 api_keys = ["api_quiet"]
 "#;
 
-// The caller kills and waits for the child at the end.
-#[allow(clippy::zombie_processes)]
-fn start(dir: &Path) -> (Child, String) {
-    let config = dir.join("weir.toml");
-    let data = dir.join("data");
-    std::fs::write(
-        &config,
-        format!("data_dir = {:?}\n{TENANTS}", data.display().to_string()),
-    )
-    .unwrap();
-    let mut child = util::weir()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .spawn()
-        .unwrap();
-    let url = util::api_url(&mut child);
-    (child, url)
-}
-
-fn call(agent: &ureq::Agent, method: &str, url: &str, key: &str, body: Option<&[u8]>) -> Value {
-    let auth = format!("Bearer {key}");
-    let mut r = match (method, body) {
-        ("PUT", Some(b)) => agent.put(url).header("Authorization", &auth).send(b),
-        ("POST", Some(b)) => agent
-            .post(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(b),
-        _ => agent.get(url).header("Authorization", &auth).call(),
-    }
-    .unwrap();
-    let status = r.status();
-    let v: Value = r
-        .body_mut()
-        .with_config()
-        .limit(256 << 20)
-        .read_json()
-        .unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {url}: {status} {v}");
-    v
-}
-
 /// Uploads the guests and deploys the two-step function for one tenant.
 fn deploy(agent: &ureq::Agent, url: &str, api_key: &str) {
     let mut steps = serde_json::Map::new();
     for (name, after) in [("hello", None), ("shout", Some("hello"))] {
         let bytes = std::fs::read(util::guest(name)).unwrap();
         let sha = hex::encode(Sha256::digest(&bytes));
-        call(
+        util::call(
             agent,
             "PUT",
             &format!("{url}/v1/components/{sha}"),
@@ -94,7 +50,7 @@ fn deploy(agent: &ureq::Agent, url: &str, api_key: &str) {
         steps.insert(name.into(), step);
     }
     let def = json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": steps});
-    call(
+    util::call(
         agent,
         "POST",
         &format!("{url}/v1/functions"),
@@ -104,7 +60,7 @@ fn deploy(agent: &ureq::Agent, url: &str, api_key: &str) {
 }
 
 fn completed(agent: &ureq::Agent, url: &str, api_key: &str) -> u64 {
-    let f = call(
+    let f = util::call(
         agent,
         "GET",
         &format!("{url}/v1/functions/two-step"),
@@ -119,7 +75,7 @@ fn main() {
     let backlog: usize = util::env_or("WEIR_NOISY_BACKLOG", if bench { 20_000 } else { 400 });
     let quiet: usize = util::env_or("WEIR_NOISY_QUIET", if bench { 2_000 } else { 50 });
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, url) = start(tmp.path());
+    let (mut child, url) = util::serve(tmp.path(), TENANTS);
     let pid = child.id();
     let a = util::agent();
     deploy(&a, &url, "api_noisy");
@@ -131,7 +87,7 @@ fn main() {
         let body: Vec<Value> = (0..n)
             .map(|k| json!({"name": "load/go", "data": {"n": i * 100 + k}}))
             .collect();
-        call(
+        util::call(
             &a,
             "POST",
             &format!("{url}/e"),
@@ -150,7 +106,7 @@ fn main() {
                 let a = util::agent();
                 while next.fetch_add(1, Ordering::Relaxed) < quiet {
                     let ev = json!({"name": "load/go", "data": {"q": 1}}).to_string();
-                    call(
+                    util::call(
                         &a,
                         "POST",
                         &format!("{url}/e"),
@@ -179,7 +135,7 @@ fn main() {
         if let Some(c) = &cursor {
             q.push_str(&format!("&cursor={c}"));
         }
-        let page = call(&a, "GET", &q, "api_quiet", None);
+        let page = util::call(&a, "GET", &q, "api_quiet", None);
         for r in page["data"].as_array().unwrap() {
             let (ts, end) = (
                 r["event_ts"].as_i64().unwrap(),

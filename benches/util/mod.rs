@@ -101,3 +101,55 @@ pub fn weir() -> std::process::Command {
         .stdout(std::process::Stdio::piped());
     c
 }
+
+/// `weir serve` on a free port with a config of `data_dir` in `dir` and `tenants` (TOML);
+/// returns the child (the caller kills it) and the API's base URL.
+#[allow(dead_code)]
+#[allow(clippy::zombie_processes)]
+pub fn serve(dir: &Path, tenants: &str) -> (Child, String) {
+    let config = dir.join("weir.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n{tenants}", data.display().to_string()),
+    )
+    .unwrap();
+    let mut child = weir()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let url = api_url(&mut child);
+    (child, url)
+}
+
+/// An API call with a bearer key; panics unless it succeeds; the JSON answer.
+#[allow(dead_code)]
+pub fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    key: &str,
+    body: Option<&[u8]>,
+) -> serde_json::Value {
+    let auth = format!("Bearer {key}");
+    let mut r = match (method, body) {
+        ("PUT", Some(b)) => agent.put(url).header("Authorization", &auth).send(b),
+        ("POST", Some(b)) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b),
+        _ => agent.get(url).header("Authorization", &auth).call(),
+    }
+    .unwrap();
+    let status = r.status();
+    let v: serde_json::Value = r
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_json()
+        .unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "{method} {url}: {status} {v}");
+    v
+}
