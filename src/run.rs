@@ -223,6 +223,9 @@ pub struct Run {
     /// Live waits for events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waits: Vec<Wait>,
+    /// The rollout that chose its version, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_id: Option<String>,
     /// The stored record's revision when this copy was read (0 for a run not stored
     /// yet); a write computed from this copy is refused once the run has moved on.
     #[serde(skip)]
@@ -284,6 +287,7 @@ impl Run {
             "event_id": self.event_id,
             "event_ts": self.event.get().get("ts"),
             "user_id": self.user_id,
+            "rollout_id": self.rollout_id,
             "created_at": self.created_at,
             "ended_at": self.ended_at,
             "steps": steps,

@@ -87,7 +87,7 @@ async fn metrics(State(state): State<AppState>) -> String {
     }
     let tenants = state.engine.stats().tenant_counts();
     type Pick = fn(&TenantCounts) -> u64;
-    let per_tenant: [(&str, &str, Pick); 2] = [
+    let per_tenant: [(&str, &str, Pick); 4] = [
         (
             "weir_tenant_trigger_errors_total",
             "Trigger expressions that failed to evaluate, per tenant.",
@@ -97,6 +97,16 @@ async fn metrics(State(state): State<AppState>) -> String {
             "weir_cel_budget_exceeded_total",
             "Trigger expressions stopped by the CEL cost budget, per tenant.",
             |c| c.cel_budget_exceeded,
+        ),
+        (
+            "weir_rollout_rollbacks_total",
+            "Rollouts weir rolled back by itself (a version failed more than its baseline), per tenant.",
+            |c| c.rollbacks,
+        ),
+        (
+            "weir_rollout_sticky_errors_total",
+            "Rollout sticky-key expressions that failed to evaluate (the default key was used), per tenant.",
+            |c| c.sticky_errors,
         ),
     ];
     for (name, help, pick) in per_tenant {

@@ -5,6 +5,7 @@ mod components;
 mod events;
 mod functions;
 mod health;
+mod rollouts;
 mod runs;
 
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(health::routes())
         .merge(events::routes())
         .merge(functions::routes())
+        .merge(rollouts::routes())
         .merge(components::routes())
         .merge(runs::routes())
         .fallback(|| async {
@@ -159,7 +161,7 @@ impl IntoResponse for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
+            EngineError::NotFound { .. } | EngineError::NoRollout { .. } => StatusCode::NOT_FOUND,
             EngineError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

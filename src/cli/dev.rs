@@ -66,6 +66,10 @@ async fn serve(args: Args) -> Result<ExitCode> {
         args.data_dir.display(),
         args.store.name()
     );
+    let watched = args
+        .functions
+        .is_dir()
+        .then(|| super::watch::stamps(&args.functions));
     if args.functions.is_dir() {
         for file in super::load::function_files(&args.functions)? {
             let loaded = super::load::function_file(&file);
@@ -93,6 +97,18 @@ async fn serve(args: Args) -> Result<ExitCode> {
         );
     }
     engine.start();
+    if let Some(seen) = watched {
+        tokio::spawn(super::watch::run(
+            engine.clone(),
+            DEV_TENANT.to_string(),
+            args.functions.clone(),
+            seen,
+        ));
+        println!(
+            "  watching {} (a changed file is deployed as a new version)",
+            args.functions.display()
+        );
+    }
     let local = listener.local_addr()?;
     println!(
         "weir dev ready in {} ms: API http://{local}/v1  events POST http://{local}/e/<any-key>",

@@ -6,10 +6,12 @@ mod componentize;
 mod deploy;
 mod dev;
 mod load;
+mod rollout;
 mod run;
 mod runs;
 mod send;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,9 @@ enum Command {
     Runs(runs::Args),
     /// Cancel a run on a running server.
     Cancel(cancel::Args),
+    /// Show or change a function's rollout: `weir rollout FN 3=90 4=10`, `--promote 4`,
+    /// `--rollback`, `--status`.
+    Rollout(rollout::Args),
     /// Turn a WASI preview1 module (.wasm or .wat) into a component.
     Componentize(componentize::Args),
 }
@@ -96,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::main(a),
         Command::Runs(a) => runs::main(a),
         Command::Cancel(a) => cancel::main(a),
+        Command::Rollout(a) => rollout::main(a),
         Command::Componentize(a) => componentize::main(a),
     };
     match result {

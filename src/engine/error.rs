@@ -63,6 +63,17 @@ pub enum EngineError {
         /// Its id (with a version, for a function version).
         id: String,
     },
+    /// A rollout was refused.
+    #[error("invalid rollout: {0}")]
+    InvalidRollout(super::rollout::SpecError),
+    /// The function has no rollout (its new runs get the latest version).
+    #[error("function {function} has no rollout: new runs get its latest version ({latest})")]
+    NoRollout {
+        /// The function.
+        function: String,
+        /// Its latest version.
+        latest: u64,
+    },
     /// Too much is waiting already; retry later.
     #[error("{pending} events are waiting to be processed (limit {limit}); retry later")]
     Busy {
@@ -92,6 +103,8 @@ impl EngineError {
                 Resource::Function => "function_not_found",
                 Resource::Step => "step_not_found",
             },
+            EngineError::InvalidRollout(_) => "invalid_rollout",
+            EngineError::NoRollout { .. } => "rollout_not_found",
             EngineError::Busy { .. } => "busy",
             EngineError::Internal(_) => "internal",
         }

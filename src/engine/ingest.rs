@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::registry::Target;
 use super::{dag, waits, Engine, EngineError};
 use crate::event::{new_id, now_ms, Event};
 use crate::expr::ExprError;
@@ -108,7 +109,15 @@ async fn ingest_batch(
     .map_err(|e| EngineError::Internal(format!("trigger matching panicked: {e}")))?;
     let n = batch.len() as u64;
     let runs: u64 = batch.iter().map(|b| b.runs.len() as u64).sum();
+    let routed: Vec<(String, u64)> = batch
+        .iter()
+        .flat_map(|b| &b.runs)
+        .filter_map(|(r, _)| Some((r.rollout_id.clone()?, r.function_version)))
+        .collect();
     engine.store.commit_ingest(batch).await?;
+    for (rollout, version) in routed {
+        engine.rollouts.figures.started(&rollout, version, 1);
+    }
     engine.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
     let _ = engine
         .pending
@@ -118,34 +127,44 @@ async fn ingest_batch(
     Ok(())
 }
 
-/// The runs an event starts.
+/// The runs an event starts: for each function it may trigger, the version its rollout
+/// picks (or the latest), if that version's triggers match.
 fn plan(engine: &Engine, tenant: &str, event: &Event, value: &Value) -> Ingested {
     let now = now_ms();
-    let candidates: Vec<Arc<Function>> = if event.name == super::cron::CRON_EVENT {
+    let targets: Vec<Target> = if event.name == super::cron::CRON_EVENT {
         // A cron tick starts the one function it was fired for.
         let fid = event
             .data
             .get("function_id")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        engine
-            .registry
-            .latest(tenant, fid)
-            .filter(|f| !f.crons.is_empty())
-            .into_iter()
-            .collect()
+        engine.registry.target(tenant, fid).into_iter().collect()
     } else {
-        engine
-            .registry
-            .triggered_by(tenant, &event.name)
-            .into_iter()
-            .filter(|f| matches(engine, tenant, f, event, value))
-            .collect()
+        engine.registry.triggered_by(tenant, &event.name)
     };
-    let runs: Vec<(Run, RunChange)> = candidates
-        .iter()
-        .map(|f| dag::new_run(f, tenant, new_id(), event, now))
-        .collect();
+    let mut runs: Vec<(Run, RunChange)> = Vec::new();
+    for target in &targets {
+        let (f, rollout) = match target {
+            Target::Latest(f) => (f, None),
+            Target::Routed(route) => {
+                let (f, sticky_failed) = route.pick(event, value);
+                if sticky_failed {
+                    engine.stats.count(tenant, |c| c.sticky_errors += 1);
+                }
+                (f, Some(&route.rollout_id))
+            }
+        };
+        let starts = if event.name == super::cron::CRON_EVENT {
+            !f.crons.is_empty()
+        } else {
+            matches(engine, tenant, f, event, value)
+        };
+        if starts {
+            let (mut run, change) = dag::new_run(f, tenant, new_id(), event, now);
+            run.rollout_id = rollout.cloned();
+            runs.push((run, change));
+        }
+    }
     Ingested {
         tenant: tenant.into(),
         event_id: event.id.clone(),

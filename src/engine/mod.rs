@@ -11,6 +11,7 @@ mod ingest;
 mod outcome;
 mod queries;
 mod registry;
+pub mod rollout;
 mod settings;
 pub mod step_input;
 mod transition;
@@ -18,7 +19,7 @@ mod waits;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
 
@@ -52,6 +53,10 @@ pub struct Engine {
     stats: Stats,
     /// Set by [`Engine::shutdown`]: no new step is started.
     stopping: AtomicBool,
+    /// Current rollouts and their figures.
+    rollouts: rollout::Rollouts,
+    /// This engine, for the tasks it spawns from `&self`.
+    me: Weak<Engine>,
 }
 
 impl Engine {
@@ -62,7 +67,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Arc<Self>, EngineError> {
         let backlog = store.pending_count().await?;
-        let engine = Arc::new(Self {
+        let engine = Arc::new_cyclic(|me| Self {
             store,
             runtime,
             registry: Registry::default(),
@@ -74,8 +79,11 @@ impl Engine {
             pending: AtomicU64::new(backlog),
             stats: Stats::default(),
             stopping: AtomicBool::new(false),
+            rollouts: rollout::Rollouts::default(),
+            me: me.clone(),
         });
         engine.load_functions().await?;
+        engine.load_rollouts().await?;
         Ok(engine)
     }
 

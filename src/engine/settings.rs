@@ -94,6 +94,10 @@ pub struct TenantCounts {
     pub trigger_errors: u64,
     /// Trigger expressions stopped by the CEL cost budget (counted as no match).
     pub cel_budget_exceeded: u64,
+    /// Rollouts weir rolled back by itself.
+    pub rollbacks: u64,
+    /// Rollout sticky-key expressions that failed (the default key was used).
+    pub sticky_errors: u64,
 }
 
 impl Stats {

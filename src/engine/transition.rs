@@ -5,6 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
+use super::rollout::Finished;
 use super::{dag, Engine, EngineError};
 use crate::event::now_ms;
 use crate::run::{Run, RunStatus};
@@ -49,6 +50,7 @@ pub async fn apply(
             },
         };
         let rev = run.rev;
+        let before = run.status;
         let decided = catch_unwind(AssertUnwindSafe(|| decide(&mut run)));
         let (new_run, change) = match decided {
             Ok(Some(change)) => (Some(run), change),
@@ -56,6 +58,7 @@ pub async fn apply(
             Ok(None) => (None, RunChange::default()),
             Err(p) => return fail_corrupt(engine, tenant, run_id, lease, &panic_text(&*p)).await,
         };
+        let finished = new_run.as_ref().and_then(|r| Finished::of(before, r));
         let write = RunWrite {
             tenant: tenant.into(),
             run_id: run_id.into(),
@@ -66,7 +69,12 @@ pub async fn apply(
             durability,
         };
         match engine.store.write_run(write).await? {
-            WriteOutcome::Written { .. } => return Ok(Applied::Written),
+            WriteOutcome::Written { .. } => {
+                if let Some(f) = finished {
+                    engine.run_finished(f);
+                }
+                return Ok(Applied::Written);
+            }
             WriteOutcome::Conflict => continue,
             WriteOutcome::LeaseLost => {
                 engine.stats.stale_results.fetch_add(1, Ordering::Relaxed);
@@ -105,6 +113,7 @@ pub async fn fail_corrupt(
             return Ok(Applied::Missing);
         };
         let rev = failed.rev;
+        let before = failed.status;
         let mut change = RunChange::default();
         let now = now_ms();
         dag::end_run(&mut failed, RunStatus::Failed, now, &mut change);
@@ -119,6 +128,7 @@ pub async fn fail_corrupt(
                 "internal error: this run's state is corrupt ({why})"
             ));
         }
+        let finished = Finished::of(before, &failed);
         let write = RunWrite {
             tenant: tenant.into(),
             run_id: run_id.into(),
@@ -129,7 +139,12 @@ pub async fn fail_corrupt(
             durability: Durability::Durable,
         };
         match engine.store.write_run(write).await? {
-            WriteOutcome::Written { .. } => return Ok(Applied::Written),
+            WriteOutcome::Written { .. } => {
+                if let Some(f) = finished {
+                    engine.run_finished(f);
+                }
+                return Ok(Applied::Written);
+            }
             WriteOutcome::Conflict => continue,
             WriteOutcome::LeaseLost => return Ok(Applied::LeaseLost),
             WriteOutcome::Missing => return Ok(Applied::Missing),

@@ -298,6 +298,50 @@ impl Expr {
         }
     }
 
+    /// Evaluates to a scalar used as a key (a rollout's sticky key): a string as it is,
+    /// a number or boolean as its text, `null` as `None`. A list, map or other value is
+    /// an error, as is running past `budget`.
+    pub fn eval_key(
+        &self,
+        vars: &[(&str, &Value)],
+        budget: u64,
+    ) -> Result<Option<String>, ExprError> {
+        let node: &Node = &self.node;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut ev = Eval::new(vars, budget);
+            match ev.eval(node) {
+                Ok(value::Val::Null) => Ok(Ok(None)),
+                Ok(value::Val::Str(s)) => Ok(Ok(Some(String::from(&*s)))),
+                Ok(value::Val::Int(i)) => Ok(Ok(Some(i.to_string()))),
+                Ok(value::Val::UInt(u)) => Ok(Ok(Some(u.to_string()))),
+                Ok(value::Val::Float(f)) => Ok(Ok(Some(f.to_string()))),
+                Ok(value::Val::Bool(b)) => Ok(Ok(Some(b.to_string()))),
+                Ok(other) => Ok(Err(other.describe())),
+                Err(e) => Err(e),
+            }
+        }));
+        let expr = || self.source.to_string();
+        match run {
+            Ok(Ok(Ok(key))) => Ok(key),
+            Ok(Ok(Err(got))) => Err(ExprError::Eval {
+                expr: expr(),
+                reason: format!("a key must be a string or a number, got {got}"),
+            }),
+            Ok(Err(Fault::Budget)) => Err(ExprError::Budget {
+                expr: expr(),
+                budget,
+            }),
+            Ok(Err(Fault::Error(reason))) => Err(ExprError::Eval {
+                expr: expr(),
+                reason,
+            }),
+            Err(_) => Err(ExprError::Eval {
+                expr: expr(),
+                reason: "the CEL evaluator panicked".into(),
+            }),
+        }
+    }
+
     /// An upper bound of the evaluation cost on inputs within `limits`.
     pub fn cost_bound(&self, limits: &InputLimits) -> CostBound {
         let n = limits.max_body.max(1);

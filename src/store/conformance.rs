@@ -90,6 +90,7 @@ fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) 
             async_event: None,
         }],
         waits: vec![],
+        rollout_id: None,
         rev: 0,
     }
 }

@@ -45,6 +45,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub functions: PathBuf,
     pub stdout: String,
+    /// Lines the process printed after it became ready.
+    lines: Option<mpsc::Receiver<String>>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -110,6 +112,7 @@ impl Server {
             data_dir: of.data_dir.clone(),
             functions: of.functions.clone(),
             stdout: String::new(),
+            lines: None,
             child: None,
             _tmp: None,
         }
@@ -171,8 +174,29 @@ impl Server {
             data_dir: data_dir.into(),
             functions: functions.into(),
             stdout,
+            lines: Some(rx),
             child: Some(child),
             _tmp: None,
+        }
+    }
+
+    /// Waits for a line of the process's output (after it became ready) containing
+    /// `needle`; returns it.
+    pub fn wait_output(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        let rx = self.lines.as_ref().expect("output is captured");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("weir never printed {needle:?}; output:\n{}", self.stdout),
+            }
         }
     }
 

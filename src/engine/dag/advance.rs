@@ -52,6 +52,7 @@ pub fn new_run(
         ended_at: None,
         steps,
         waits: Vec::new(),
+        rollout_id: None,
         rev: 0,
     };
     let mut change = RunChange::default();
