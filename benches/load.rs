@@ -9,7 +9,8 @@
 //! WEIR_LOAD_RATE (events/s; open loop), WEIR_LOAD_STORE (redb|sled), WEIR_LOAD_WORKERS,
 //! WEIR_LOAD_BIN (path of another weir build to drive, for A/B comparisons),
 //! WEIR_LOAD_PHASES (also print p50/p99 of each phase of a run: where the time goes),
-//! WEIR_LOAD_FIELDS (extra numeric fields in each event's data, for a bigger payload).
+//! WEIR_LOAD_FIELDS (extra numeric fields in each event's data, for a bigger payload),
+//! WEIR_LOAD_ROLLOUT (two versions, new runs routed 50/50 by a rollout).
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
 mod util;
@@ -54,7 +55,42 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
         .spawn()
         .unwrap();
     let url = util::api_url(&mut child);
+    if std::env::var("WEIR_LOAD_ROLLOUT").is_ok() {
+        split_by_rollout(&url);
+    }
     (child, url)
+}
+
+/// WEIR_LOAD_ROLLOUT: deploys a second version of the function and routes new runs
+/// 50/50 between the two, sticky by event id (what routing by rollout costs).
+fn split_by_rollout(url: &str) {
+    let versions = get(&format!("{url}/v1/functions/two-step/versions"));
+    let mut def = versions["data"][0]["def"].clone();
+    def["name"] = json!("second version");
+    let send = |method: &str, path: &str, body: &Value| {
+        let u = format!("{url}{path}");
+        let req = if method == "PUT" {
+            util::agent().put(&u)
+        } else {
+            util::agent().post(&u)
+        };
+        let mut r = req
+            .content_type("application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "{}",
+            r.body_mut().read_to_string().unwrap()
+        );
+    };
+    send("POST", "/v1/functions", &def);
+    send(
+        "PUT",
+        "/v1/functions/two-step/rollout",
+        &json!({"versions": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}]}),
+    );
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
