@@ -6,6 +6,7 @@ mod events;
 mod functions;
 mod health;
 mod runs;
+mod schemas;
 
 use std::sync::Arc;
 
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(functions::routes())
         .merge(components::routes())
         .merge(runs::routes())
+        .merge(schemas::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -160,6 +162,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
             EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
+            EngineError::Schema(s) if s.is_conflict() => StatusCode::CONFLICT,
             EngineError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,9 +5,11 @@ mod client;
 mod componentize;
 mod deploy;
 mod dev;
+mod events;
 mod load;
 mod run;
 mod runs;
+mod schema;
 mod send;
 mod serve;
 
@@ -41,6 +43,10 @@ enum Command {
     Cancel(cancel::Args),
     /// Turn a WASI preview1 module (.wasm or .wat) into a component.
     Componentize(componentize::Args),
+    /// Register, list, show and infer event schemas on a running server.
+    Schema(schema::Args),
+    /// List stored events on a running server (`--invalid`: those with schema errors).
+    Events(events::Args),
 }
 
 /// The embedded storage engines `weir dev` can use.
@@ -97,6 +103,8 @@ pub fn main() -> ExitCode {
         Command::Runs(a) => runs::main(a),
         Command::Cancel(a) => cancel::main(a),
         Command::Componentize(a) => componentize::main(a),
+        Command::Schema(a) => schema::main(a),
+        Command::Events(a) => events::main(a),
     };
     match result {
         Ok(code) => code,
