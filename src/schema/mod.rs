@@ -385,7 +385,8 @@ impl Registry {
 
     /// Checks a request's events against their schemas, all before any is stored: the
     /// first event a `reject` version refuses (or that names an unknown `v`) fails the
-    /// whole request; otherwise each event's verdict, in order. Violations are counted.
+    /// whole request; otherwise each event's verdict, in order (none at all when the
+    /// tenant has no schemas). Violations are counted.
     pub fn check_batch<'a>(
         &self,
         tenant: &str,
