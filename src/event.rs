@@ -61,6 +61,10 @@ pub struct Event {
     /// Schema version, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v: Option<String>,
+    /// What its `warn`-mode schema found wrong with it at ingest (empty: nothing, or no
+    /// schema). Not part of the wire format, nor of what steps and CEL see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_errors: Vec<String>,
 }
 
 impl Event {
@@ -275,6 +279,7 @@ fn parse_one(index: usize, item: Value, id: String, now: i64) -> Result<Event, E
         idempotency_key,
         ts,
         v,
+        schema_errors: Vec::new(),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod json;
 pub mod run;
 pub mod runtime;
+pub mod schema;
 pub mod store;
 
 pub use engine::{Engine, EngineConfig, EngineError};

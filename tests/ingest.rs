@@ -168,6 +168,10 @@ fn the_openapi_document_describes_every_endpoint() {
         ("/v1/runs", "get"),
         ("/v1/runs/{id}", "get"),
         ("/v1/runs/{id}/cancel", "post"),
+        ("/v1/schemas", "get"),
+        ("/v1/schemas/{name}", "get"),
+        ("/v1/schemas/{name}", "put"),
+        ("/v1/schemas/{name}/inferred", "get"),
         ("/health", "get"),
         ("/metrics", "get"),
     ] {

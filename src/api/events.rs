@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{read_body, ApiError, AppState, Query};
 use crate::event::{check_depth, parse_batch, EventError};
-use crate::store::StoredEvent;
+use crate::store::{EventFilter, StoredEvent};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -62,6 +62,9 @@ fn event_json(se: &StoredEvent) -> Value {
     if let Some(d) = &se.duplicate_of {
         v["duplicate_of"] = json!(d);
     }
+    if !se.event.schema_errors.is_empty() {
+        v["schema_errors"] = json!(se.event.schema_errors);
+    }
     v
 }
 
@@ -79,6 +82,8 @@ struct ListQuery {
     name: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// Only events stored with schema errors.
+    invalid: Option<bool>,
 }
 
 async fn list(
@@ -87,15 +92,22 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
-    let page = state
-        .engine
-        .events(
-            &tenant,
-            q.name.as_deref(),
-            q.limit.unwrap_or(50),
-            q.cursor.as_deref(),
-        )
-        .await?;
+    let (limit, cursor) = (q.limit.unwrap_or(50), q.cursor.as_deref());
+    let page = if q.invalid == Some(true) {
+        let filter = EventFilter {
+            name: q.name,
+            invalid: true,
+        };
+        state
+            .engine
+            .events_where(&tenant, &filter, limit, cursor)
+            .await?
+    } else {
+        state
+            .engine
+            .events(&tenant, q.name.as_deref(), limit, cursor)
+            .await?
+    };
     Ok(Json(
         json!({"data": page.data.iter().map(event_json).collect::<Vec<_>>(), "next_cursor": page.next_cursor}),
     ))

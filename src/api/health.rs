@@ -115,6 +115,20 @@ async fn metrics(State(state): State<AppState>) -> String {
             let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(tenant), pick(c));
         }
     }
+    let name = "weir_schema_violations_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Events their schema refused (mode=reject) or stored with schema errors (mode=warn), per tenant and event name.\n# TYPE {name} counter"
+    );
+    for (tenant, event, mode, n) in state.engine.schema_violations() {
+        let _ = writeln!(
+            out,
+            "{name}{{tenant=\"{}\",event=\"{}\",mode=\"{}\"}} {n}",
+            label(&tenant),
+            label(&event),
+            mode.as_str()
+        );
+    }
     let gauges = [
         (
             "weir_steps_executing",

@@ -7,6 +7,7 @@ mod functions;
 mod health;
 mod rollouts;
 mod runs;
+mod schemas;
 
 use std::sync::Arc;
 
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(rollouts::routes())
         .merge(components::routes())
         .merge(runs::routes())
+        .merge(schemas::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -162,6 +164,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
             EngineError::NotFound { .. } | EngineError::NoRollout { .. } => StatusCode::NOT_FOUND,
+            EngineError::Schema(s) if s.is_conflict() => StatusCode::CONFLICT,
             EngineError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

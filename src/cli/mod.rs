@@ -5,10 +5,12 @@ mod client;
 mod componentize;
 mod deploy;
 mod dev;
+mod events;
 mod load;
 mod rollout;
 mod run;
 mod runs;
+mod schema;
 mod send;
 mod serve;
 mod watch;
@@ -46,6 +48,10 @@ enum Command {
     Rollout(rollout::Args),
     /// Turn a WASI preview1 module (.wasm or .wat) into a component.
     Componentize(componentize::Args),
+    /// Register, list, show and infer event schemas on a running server.
+    Schema(schema::Args),
+    /// List stored events on a running server (`--invalid`: those with schema errors).
+    Events(events::Args),
 }
 
 /// The embedded storage engines `weir dev` can use.
@@ -103,6 +109,8 @@ pub fn main() -> ExitCode {
         Command::Cancel(a) => cancel::main(a),
         Command::Rollout(a) => rollout::main(a),
         Command::Componentize(a) => componentize::main(a),
+        Command::Schema(a) => schema::main(a),
+        Command::Events(a) => events::main(a),
     };
     match result {
         Ok(code) => code,

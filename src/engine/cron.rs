@@ -73,6 +73,7 @@ async fn fire_due(engine: &Arc<Engine>) -> Result<Option<i64>, super::EngineErro
                     idempotency_key: Some(format!("cron:{}:{i}:{tick}", f.id)),
                     ts: tick,
                     v: None,
+                    schema_errors: Vec::new(),
                 };
                 // Sent before the tick is recorded, so a crash in between fires it again;
                 // the idempotency key makes that (and another process firing it too)

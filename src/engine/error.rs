@@ -1,6 +1,7 @@
 //! Why an engine call failed: typed, each with a stable code that reaches the API body.
 
 use crate::function::FunctionError;
+use crate::schema::SchemaError;
 use crate::store::StoreError;
 
 /// The kind of thing a lookup did not find.
@@ -14,6 +15,8 @@ pub enum Resource {
     Function,
     /// A step of a function version.
     Step,
+    /// An event name's schema (or one version of it).
+    Schema,
 }
 
 impl Resource {
@@ -23,6 +26,7 @@ impl Resource {
             Resource::Event => "event",
             Resource::Function => "function",
             Resource::Step => "step",
+            Resource::Schema => "schema",
         }
     }
 }
@@ -36,6 +40,9 @@ pub enum EngineError {
     /// A function definition was refused.
     #[error(transparent)]
     Function(#[from] FunctionError),
+    /// A schema was refused, or an event does not satisfy its schema.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     /// A path segment that should be a sha256 digest is not one.
     #[error("`{0}` is not a sha256 hex digest")]
     BadDigest(String),
@@ -94,6 +101,7 @@ impl EngineError {
             EngineError::Store(e) => e.code(),
             EngineError::Function(FunctionError::Format { .. }) => "invalid_definition",
             EngineError::Function(FunctionError::Invalid { .. }) => "invalid_function",
+            EngineError::Schema(e) => e.code(),
             EngineError::BadDigest(_) => "invalid_digest",
             EngineError::HashMismatch { .. } => "hash_mismatch",
             EngineError::Component { .. } => "invalid_component",
@@ -102,6 +110,7 @@ impl EngineError {
                 Resource::Event => "event_not_found",
                 Resource::Function => "function_not_found",
                 Resource::Step => "step_not_found",
+                Resource::Schema => "schema_not_found",
             },
             EngineError::InvalidRollout(_) => "invalid_rollout",
             EngineError::NoRollout { .. } => "rollout_not_found",

@@ -12,6 +12,7 @@ mod outcome;
 mod queries;
 mod registry;
 pub mod rollout;
+mod schemas;
 mod settings;
 pub mod step_input;
 mod transition;
@@ -27,6 +28,7 @@ pub use components::components_of;
 pub use error::{EngineError, Resource};
 pub use inflight::StepKey;
 pub use outcome::classify;
+pub use schemas::{FailingEvent, SchemaReport, SchemaSummary};
 pub use settings::{EngineConfig, Stats, TenantCounts};
 
 use crate::event::{now_ms, Event};
@@ -39,6 +41,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     runtime: Arc<dyn StepRuntime>,
     registry: Registry,
+    /// Event schemas, compiled.
+    schemas: schemas::Schemas,
     config: EngineConfig,
     /// Who this process is to the store's leases.
     owner: String,
@@ -71,6 +75,7 @@ impl Engine {
             store,
             runtime,
             registry: Registry::default(),
+            schemas: schemas::Schemas::default(),
             config,
             owner: format!("weir-{}", ulid::Ulid::new()),
             ingest_wake: Notify::new(),
@@ -84,6 +89,7 @@ impl Engine {
         });
         engine.load_functions().await?;
         engine.load_rollouts().await?;
+        engine.load_schemas().await?;
         Ok(engine)
     }
 
@@ -112,8 +118,15 @@ impl Engine {
     }
 
     /// Stores events durably and schedules trigger matching; returns their ids.
-    /// Refuses with [`EngineError::Busy`] when too many events wait for matching.
-    pub async fn send(&self, tenant: &str, events: Vec<Event>) -> Result<Vec<String>, EngineError> {
+    /// Refuses with [`EngineError::Busy`] when too many events wait for matching, and
+    /// with [`EngineError::Schema`] (storing none of them) when an event does not
+    /// satisfy its `reject`-mode schema or names an unknown schema version.
+    pub async fn send(
+        &self,
+        tenant: &str,
+        mut events: Vec<Event>,
+    ) -> Result<Vec<String>, EngineError> {
+        self.check_schemas(tenant, &mut events)?;
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         let n = events.len() as u64;
         let pending = self.pending.load(Ordering::Relaxed);

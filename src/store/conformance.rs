@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{
-    ClaimRequest, Durability, Ingested, RunChange, RunFilter, RunWrite, Store, TenantCaps,
-    WaitQuery, WriteOutcome,
+    ClaimRequest, Durability, EventFilter, Ingested, RunChange, RunFilter, RunWrite, Store,
+    TenantCaps, WaitQuery, WriteOutcome,
 };
 use crate::event::{parse_batch, Event};
 use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus, WaitKey};
@@ -33,7 +33,8 @@ macro_rules! store_conformance {
             waits_are_found_by_value_and_removed_atomically, meta_values_compare_and_set,
             claims_respect_caps_and_share_fairly, leases_expire_and_are_taken_over,
             a_stale_token_is_refused, inflight_counts_follow_leases,
-            renewal_keeps_a_lease_and_release_gives_it_back, survives_reopen);
+            renewal_keeps_a_lease_and_release_gives_it_back, survives_reopen,
+            events_are_listed_by_name_and_schema_errors);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(
@@ -903,4 +904,68 @@ pub async fn survives_reopen(open: Opener, dir: &Path) {
     assert_eq!(s.get_run("t", "r1").await.unwrap().unwrap().id, "r1");
     assert_eq!(s.latest_functions().await.unwrap().len(), 1);
     assert_eq!(s.claim(claim_req(10, 10, 10)).await.unwrap().len(), 1);
+}
+
+/// Events keep the schema errors they were stored with, and list by name and by
+/// whether they have any, newest first, in pages.
+pub async fn events_are_listed_by_name_and_schema_errors(open: Opener, dir: &Path) {
+    let s = open(dir);
+    let s = s.as_ref();
+    let mut evs = parse_batch(
+        br#"[{"name":"a"},{"name":"b"},{"name":"a"},{"name":"a"},{"name":"b"}]"#,
+        10,
+    )
+    .unwrap();
+    for i in [1, 2, 3] {
+        evs[i].schema_errors = vec![format!("data: error {i}")];
+    }
+    s.append_events("t", evs.clone(), NOW).await.unwrap();
+    let ids = |p: &super::Page<super::StoredEvent>| -> Vec<String> {
+        p.data.iter().map(|e| e.event.id.clone()).collect()
+    };
+    let filter = |name: Option<&str>, invalid| EventFilter {
+        name: name.map(Into::into),
+        invalid,
+    };
+    let all = s
+        .list_events_where("t", &filter(None, false), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(all.data.len(), 5);
+    let invalid = s
+        .list_events_where("t", &filter(None, true), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&invalid),
+        vec![evs[3].id.clone(), evs[2].id.clone(), evs[1].id.clone()]
+    );
+    assert_eq!(
+        invalid.data[0].event.schema_errors,
+        vec!["data: error 3".to_string()]
+    );
+    let first = s
+        .list_events_where("t", &filter(Some("a"), true), 1, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), vec![evs[3].id.clone()]);
+    let next = s
+        .list_events_where(
+            "t",
+            &filter(Some("a"), true),
+            1,
+            first.next_cursor.as_deref(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&next), vec![evs[2].id.clone()]);
+    assert_eq!(next.next_cursor, None);
+    let got = s.get_event("t", &evs[0].id).await.unwrap().unwrap();
+    assert!(got.event.schema_errors.is_empty());
+    assert!(s
+        .list_events_where("u", &filter(None, true), 10, None)
+        .await
+        .unwrap()
+        .data
+        .is_empty());
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Ingested, Page, StoreResult, StoredEvent};
+use super::{EventFilter, Ingested, Page, StoreResult, StoredEvent};
 use crate::event::Event;
 
 /// Stored events and their ingestion.
@@ -26,6 +26,14 @@ pub trait EventStore: Send + Sync {
         &self,
         tenant: &str,
         name: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<StoredEvent>>;
+    /// Events that pass `filter`, newest first.
+    async fn list_events_where(
+        &self,
+        tenant: &str,
+        filter: &EventFilter,
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<StoredEvent>>;

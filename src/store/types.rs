@@ -24,6 +24,23 @@ pub struct StoredEvent {
     pub ingested: bool,
 }
 
+/// Filters for listing events; unset fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events of this name.
+    pub name: Option<String>,
+    /// Only events stored with schema errors (accepted by a `warn`-mode schema).
+    pub invalid: bool,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.name.as_ref().is_none_or(|n| &event.name == n)
+            && (!self.invalid || !event.schema_errors.is_empty())
+    }
+}
+
 /// One deployed version of a function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionRecord {

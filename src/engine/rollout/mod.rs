@@ -313,6 +313,7 @@ impl Engine {
             idempotency_key: Some(format!("rollout:{rollout_id}:rolled_back")),
             ts: now_ms(),
             v: None,
+            schema_errors: Vec::new(),
         };
         self.send(tenant, vec![event]).await?;
         Ok(())

@@ -11,7 +11,7 @@ use super::queue::QueueTx;
 use super::runs::add_waits;
 use super::schema::*;
 use crate::event::Event;
-use crate::store::{fair_share, Ingested, Page, StoreResult, StoredEvent};
+use crate::store::{fair_share, EventFilter, Ingested, Page, StoreResult, StoredEvent};
 
 /// Appends one tenant's events (see [`crate::store::EventStore::append_events`]).
 pub fn append(
@@ -271,11 +271,11 @@ pub fn next_delayed(r: &dyn KvRead) -> StoreResult<Option<i64>> {
     Ok(first)
 }
 
-/// Events of a tenant, newest first, optionally of one name.
+/// Events of a tenant that pass `filter`, newest first.
 pub fn list(
     r: &dyn KvRead,
     tenant: &str,
-    name: Option<&str>,
+    filter: &EventFilter,
     limit: usize,
     cursor: Option<&str>,
 ) -> StoreResult<Page<StoredEvent>> {
@@ -287,7 +287,7 @@ pub fn list(
         cursor,
         &mut |k, v| {
             let ev: StoredEvent = dec(k, v)?;
-            if name.is_none_or(|n| n == ev.event.name) {
+            if filter.matches(&ev.event) {
                 data.push(ev);
             }
             Ok(data.len() <= limit)

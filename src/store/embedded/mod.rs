@@ -32,9 +32,9 @@ use self::writer::{dropped, Job, Writer};
 use crate::event::Event;
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 use crate::store::{
-    BlobStore, ClaimRequest, Claimed, EventStore, FunctionRecord, FunctionStore, Ingested, Lease,
-    LeaseRef, Page, RunFilter, RunStore, RunWrite, StoreError, StoreResult, StoredEvent,
-    TenantCaps, WaitQuery, WriteOutcome,
+    BlobStore, ClaimRequest, Claimed, EventFilter, EventStore, FunctionRecord, FunctionStore,
+    Ingested, Lease, LeaseRef, Page, RunFilter, RunStore, RunWrite, StoreError, StoreResult,
+    StoredEvent, TenantCaps, WaitQuery, WriteOutcome,
 };
 
 /// Which embedded engine keeps the data.
@@ -197,12 +197,26 @@ impl EventStore for EmbeddedStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<StoredEvent>> {
-        let (tenant, name, cursor) = (
+        let filter = EventFilter {
+            name: name.map(str::to_string),
+            invalid: false,
+        };
+        self.list_events_where(tenant, &filter, limit, cursor).await
+    }
+
+    async fn list_events_where(
+        &self,
+        tenant: &str,
+        filter: &EventFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<StoredEvent>> {
+        let (tenant, filter, cursor) = (
             tenant.to_string(),
-            name.map(str::to_string),
+            filter.clone(),
             cursor.map(str::to_string),
         );
-        self.read(move |r| events::list(r, &tenant, name.as_deref(), limit, cursor.as_deref()))
+        self.read(move |r| events::list(r, &tenant, &filter, limit, cursor.as_deref()))
             .await
     }
 
