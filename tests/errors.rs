@@ -49,8 +49,13 @@ fn bad_events_definitions_and_components_name_what_is_wrong() {
     assert_error(s.post_raw("/e/dev", b"{not json"), 400, "invalid_event");
     let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
     assert_error(s.post_raw("/e/dev", deep.as_bytes()), 400, "too_deep");
+    // A client still sending a too-large body reads the 413, every time (weir reads and
+    // drops the rest instead of resetting the connection under it).
     let big = vec![b' '; 4 << 20];
-    assert_error(s.post_raw("/e/dev", &big), 413, "payload_too_large");
+    for _ in 0..10 {
+        assert_error(s.post_raw("/e/dev", &big), 413, "payload_too_large");
+        assert_error(s.post_raw("/v1/functions", &big), 413, "payload_too_large");
+    }
     let many = serde_json::to_vec(&vec![json!({"name": "x"}); 5001]).unwrap();
     assert_error(s.post_raw("/e/dev", &many), 413, "too_many_events");
 

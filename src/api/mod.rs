@@ -200,25 +200,55 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
+/// How much of a too-large body is read and thrown away before the 413 is sent, so the
+/// client (still sending) reads the answer instead of a connection reset: a socket
+/// closed with unread bytes resets the connection, losing the response in flight.
+const DRAIN_LIMIT: usize = 64 << 20;
+/// How long that draining may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads a whole body, answering 413 past `limit` bytes.
 async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut too_big = false;
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(err) = cur {
-            too_big |= err.is::<http_body_util::LengthLimitError>();
-            cur = err.source();
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let hint = axum::body::HttpBody::size_hint(&body).lower();
+    let mut buf: Vec<u8> = Vec::with_capacity(hint.min(limit as u64) as usize);
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body is larger than the limit of {limit} bytes"),
+        )
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad("unreadable_body", format!("cannot read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            drain(body, DRAIN_LIMIT.saturating_sub(buf.len() + data.len())).await;
+            return Err(too_big());
         }
-        if too_big {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("body is larger than the limit of {limit} bytes"),
-            )
-        } else {
-            ApiError::bad("unreadable_body", format!("cannot read the body: {e}"))
+        buf.extend_from_slice(&data);
+    }
+    Ok(axum::body::Bytes::from(buf))
+}
+
+/// Reads and drops up to `budget` more bytes of `body`, for at most [`DRAIN_TIME`].
+async fn drain(mut body: axum::body::Body, budget: usize) {
+    use http_body_util::BodyExt;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut left = budget;
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                break;
+            }
+            left -= n;
         }
     })
+    .await;
 }
 
 #[cfg(test)]
