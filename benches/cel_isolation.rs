@@ -10,7 +10,6 @@
 
 mod util;
 
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,18 +17,6 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-const TENANTS: &str = r#"
-[[tenants]]
-id = "hostile"
-event_keys = ["evt_hostile"]
-api_keys = ["api_hostile"]
-
-[[tenants]]
-id = "quiet"
-event_keys = ["evt_quiet"]
-api_keys = ["api_quiet"]
-"#;
 
 fn deploy(agent: &ureq::Agent, url: &str, api_key: &str, event: &str, expression: Option<&str>) {
     let bytes = std::fs::read(util::guest("echo")).unwrap();
@@ -136,16 +123,7 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let n: usize = util::env_or("WEIR_CEL_QUIET", if bench { 500 } else { 20 });
     let tmp = tempfile::tempdir().unwrap();
-    let (child, url) = util::serve(tmp.path(), TENANTS);
-    // Killed however main ends, so a failed run leaves no server behind.
-    struct Server(Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Server(child);
+    let (_server, url) = util::serve(tmp.path(), &util::tenants(&["hostile", "quiet"]));
     let a = util::agent();
     let list = format!(
         "[{}]",

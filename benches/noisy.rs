@@ -75,8 +75,8 @@ fn main() {
     let backlog: usize = util::env_or("WEIR_NOISY_BACKLOG", if bench { 20_000 } else { 400 });
     let quiet: usize = util::env_or("WEIR_NOISY_QUIET", if bench { 2_000 } else { 50 });
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, url) = util::serve(tmp.path(), TENANTS);
-    let pid = child.id();
+    let (server, url) = util::serve(tmp.path(), TENANTS);
+    let pid = server.pid();
     let a = util::agent();
     deploy(&a, &url, "api_noisy");
     deploy(&a, &url, "api_quiet");
@@ -148,8 +148,7 @@ fn main() {
             None => break,
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     println!(
         "noisy backlog {backlog} (cap 2), quiet {quiet} unbatched: {:>5} ev/s accepted {:>5} runs/s done | quiet event→done p50 {} p99 {} max {} ms | {:.2} CPU-s/1k quiet runs | noisy runs done meanwhile {noisy_done}",
         (quiet as f64 / sent.as_secs_f64()) as u64,

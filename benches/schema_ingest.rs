@@ -12,22 +12,9 @@
 
 mod util;
 
-use std::process::Child;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-
-const TENANTS: &str = r#"
-[[tenants]]
-id = "typed"
-event_keys = ["evt_typed"]
-api_keys = ["api_typed"]
-
-[[tenants]]
-id = "plain"
-event_keys = ["evt_plain"]
-api_keys = ["api_plain"]
-"#;
 
 const BATCH: usize = 500;
 const SENDERS: usize = 4;
@@ -116,17 +103,8 @@ fn main() {
     let rounds: usize = util::env_or("WEIR_SCHEMA_ROUNDS", if bench { 5 } else { 1 });
     let per_round: usize = util::env_or("WEIR_SCHEMA_BATCHES", if bench { 200 } else { 2 });
     let tmp = tempfile::tempdir().unwrap();
-    let (child, url) = util::serve(tmp.path(), TENANTS);
-    // Killed however main ends, so a failed run leaves no server behind.
-    struct Server(Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let pid = child.id();
-    let _server = Server(child);
+    let (server, url) = util::serve(tmp.path(), &util::tenants(&["typed", "plain"]));
+    let pid = server.pid();
     let a = util::agent();
     let body = json!({"v": "1", "mode": "reject", "schema": schema()}).to_string();
     util::call(

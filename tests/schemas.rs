@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{weir_bin, Server};
+use common::{weir_bin, Server, TWO_TENANTS};
 use serde_json::{json, Value};
 
 const ORDER: &str = "order/placed";
@@ -533,17 +533,6 @@ fn an_inferred_schema_compiles_and_accepts_the_events_it_came_from() {
         (json!(40), json!(0))
     );
 }
-
-const TWO_TENANTS: &str = r#"
-[[tenants]]
-id = "acme"
-event_keys = ["evt_acme_0001"]
-api_keys = ["api_acme_0001"]
-[[tenants]]
-id = "globex"
-event_keys = ["evt_globex_01"]
-api_keys = ["api_globex_01"]
-"#;
 
 #[test]
 fn each_tenant_has_its_own_schemas() {

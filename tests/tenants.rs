@@ -3,25 +3,8 @@
 
 mod common;
 
-use common::{one_step, Server};
+use common::{one_step, Server, TWO_TENANTS};
 use serde_json::json;
-
-const TWO_TENANTS: &str = r#"
-workers = 4
-[ingress]
-max_depth = 16
-max_pending = 100
-[ceilings]
-memory = "256MiB"
-[[tenants]]
-id = "acme"
-event_keys = ["evt_acme_0001"]
-api_keys = ["api_acme_0001"]
-[[tenants]]
-id = "globex"
-event_keys = ["evt_globex_01"]
-api_keys = ["api_globex_01"]
-"#;
 
 #[test]
 fn every_endpoint_checks_keys_and_hides_other_tenants() {

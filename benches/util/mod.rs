@@ -102,11 +102,40 @@ pub fn weir() -> std::process::Command {
     c
 }
 
-/// `weir serve` on a free port with a config of `data_dir` in `dir` and `tenants` (TOML);
-/// returns the child (the caller kills it) and the API's base URL.
+/// A `weir serve` child, killed and reaped however the bench ends (a failed run leaves
+/// no server behind).
 #[allow(dead_code)]
-#[allow(clippy::zombie_processes)]
-pub fn serve(dir: &Path, tenants: &str) -> (Child, String) {
+pub struct Served(pub Child);
+
+impl Served {
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The TOML of tenants `ids`, each with the event key `evt_<id>` and the API key
+/// `api_<id>`.
+#[allow(dead_code)]
+pub fn tenants(ids: &[&str]) -> String {
+    ids.iter()
+        .map(|id| {
+            format!("[[tenants]]\nid = \"{id}\"\nevent_keys = [\"evt_{id}\"]\napi_keys = [\"api_{id}\"]\n")
+        })
+        .collect()
+}
+
+/// `weir serve` on a free port with a config of `data_dir` in `dir` and `tenants` (TOML);
+/// returns the server (killed when dropped) and the API's base URL.
+#[allow(dead_code)]
+pub fn serve(dir: &Path, tenants: &str) -> (Served, String) {
     let config = dir.join("weir.toml");
     let data = dir.join("data");
     std::fs::write(
@@ -120,7 +149,7 @@ pub fn serve(dir: &Path, tenants: &str) -> (Child, String) {
         .spawn()
         .unwrap();
     let url = api_url(&mut child);
-    (child, url)
+    (Served(child), url)
 }
 
 /// An API call with a bearer key; panics unless it succeeds; the JSON answer.

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::{read_body, ApiError, AppState};
-use crate::engine::rollout::RolloutSpec;
+use crate::engine::rollout::{self, RolloutSpec};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -65,18 +65,10 @@ async fn promote(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
     let bytes = read_body(body, 64 << 10).await?;
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    let p: Promote = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = match e.path().to_string() {
-            p if p == "." => "body".to_string(),
-            p => p,
-        };
+    let p: Promote = rollout::parse(&bytes).map_err(|e| {
         ApiError::bad(
             "invalid_rollout",
-            format!(
-                "invalid promote: {field}: {} (send {{\"version\": N}})",
-                e.inner()
-            ),
+            format!("invalid promote: {e} (send {{\"version\": N}})"),
         )
     })?;
     Ok(Json(state.engine.promote(&tenant, &id, p.version).await?))

@@ -11,6 +11,25 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+/// A config of two tenants, `acme` and `globex`, with small ingress limits (4 workers,
+/// 16 queued requests, 100 pending events) so the limits can be reached in a test.
+pub const TWO_TENANTS: &str = r#"
+workers = 4
+[ingress]
+max_depth = 16
+max_pending = 100
+[ceilings]
+memory = "256MiB"
+[[tenants]]
+id = "acme"
+event_keys = ["evt_acme_0001"]
+api_keys = ["api_acme_0001"]
+[[tenants]]
+id = "globex"
+event_keys = ["evt_globex_01"]
+api_keys = ["api_globex_01"]
+"#;
+
 /// Generous deadline for anything a test waits for (debug builds on 2 cores).
 pub const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 pub use analysis::{judge, Breach};
 pub use figures::{Figures, VersionFigures};
 pub use route::Route;
-pub use spec::{Analysis, Book, Rollout, RolloutSpec, RolloutStatus, SpecError, Weighted};
+pub use spec::{parse, Analysis, Book, Rollout, RolloutSpec, RolloutStatus, SpecError, Weighted};
 
 use super::error::Resource;
 use super::{Engine, EngineError};
@@ -125,7 +125,7 @@ impl Engine {
     pub async fn rollout(&self, tenant: &str, id: &str) -> Result<Value, EngineError> {
         let (book, _) = self.read_book(tenant, id).await?;
         let Some(cur) = &book.current else {
-            return Err(self.no_rollout(tenant, id).await);
+            return Err(self.no_rollout(tenant, id));
         };
         let mut v = self.view(cur, true);
         v["history"] = book.history.iter().map(|r| self.view(r, false)).collect();
@@ -176,7 +176,7 @@ impl Engine {
     pub async fn rollback(&self, tenant: &str, id: &str) -> Result<Value, EngineError> {
         let (book, _) = self.read_book(tenant, id).await?;
         let Some(cur) = book.current else {
-            return Err(self.no_rollout(tenant, id).await);
+            return Err(self.no_rollout(tenant, id));
         };
         let previous = cur
             .replaced_id
@@ -232,7 +232,7 @@ impl Engine {
         if cur.id != fin.rollout_id {
             return;
         }
-        let figures = self.rollouts.figures.snapshot(&cur.id, &weights(&cur));
+        let figures = self.rollouts.figures.snapshot(&cur.id, &cur.weights());
         let Some(breach) = judge(&analysis, &figures) else {
             return;
         };
@@ -279,7 +279,7 @@ impl Engine {
                 cur.ended_at = Some(now);
                 cur.reason = Some(breach.reason());
                 cur.decision = Some(breach.to_json());
-                cur.figures = Some(self.rollouts.figures.snapshot(&cur.id, &weights(cur)));
+                cur.figures = Some(self.rollouts.figures.snapshot(&cur.id, &cur.weights()));
                 Ok(true)
             })
             .await?;
@@ -335,7 +335,7 @@ impl Engine {
                 let mut old = book.current.take();
                 if let Some(o) = old.as_mut() {
                     if o.status == RolloutStatus::Active {
-                        o.figures = Some(self.rollouts.figures.snapshot(&o.id, &weights(o)));
+                        o.figures = Some(self.rollouts.figures.snapshot(&o.id, &o.weights()));
                         o.ended_at = Some(now);
                     }
                     if rolled_back == Some(o.id.as_str()) {
@@ -512,7 +512,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn no_rollout(&self, tenant: &str, id: &str) -> EngineError {
+    fn no_rollout(&self, tenant: &str, id: &str) -> EngineError {
         match self.registry.latest(tenant, id) {
             Some(f) => EngineError::NoRollout {
                 function: id.into(),
@@ -562,7 +562,7 @@ impl Engine {
     /// figures recorded when it ended.
     fn view(&self, r: &Rollout, live: bool) -> Value {
         let figures = if live {
-            self.rollouts.figures.snapshot(&r.id, &weights(r))
+            self.rollouts.figures.snapshot(&r.id, &r.weights())
         } else {
             r.figures.clone().unwrap_or_default()
         };
@@ -582,8 +582,4 @@ impl Engine {
         }
         v
     }
-}
-
-fn weights(r: &Rollout) -> Vec<(u64, u32)> {
-    r.versions.iter().map(|w| (w.version, w.weight)).collect()
 }

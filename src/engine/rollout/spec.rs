@@ -61,12 +61,7 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
 impl RolloutSpec {
     /// Parses a body, naming the field that does not fit.
     pub fn from_json(bytes: &[u8]) -> Result<Self, SpecError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { "body".into() } else { path };
-            bad(field, e.into_inner().to_string())
-        })
+        parse(bytes)
     }
 
     /// Checks the shape against the function's existing versions (the sticky expression
@@ -134,11 +129,23 @@ impl RolloutSpec {
 
     /// `(version, weight)` pairs.
     pub fn weights(&self) -> Vec<(u64, u32)> {
-        self.versions
-            .iter()
-            .map(|w| (w.version, w.weight))
-            .collect()
+        pairs(&self.versions)
     }
+}
+
+/// Parses a JSON body of the rollout API, naming the field that does not fit
+/// (`versions[1].weight`; `body` for the whole).
+pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SpecError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".into() } else { path };
+        bad(field, e.into_inner().to_string())
+    })
+}
+
+fn pairs(versions: &[Weighted]) -> Vec<(u64, u32)> {
+    versions.iter().map(|w| (w.version, w.weight)).collect()
 }
 
 fn list(v: &[u64]) -> String {
@@ -200,6 +207,11 @@ pub struct Rollout {
 }
 
 impl Rollout {
+    /// `(version, weight)` pairs.
+    pub fn weights(&self) -> Vec<(u64, u32)> {
+        pairs(&self.versions)
+    }
+
     /// The spec it was made from.
     pub fn spec(&self) -> RolloutSpec {
         RolloutSpec {
