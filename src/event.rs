@@ -171,6 +171,11 @@ pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<Event>, EventEr
         .collect()
 }
 
+/// Validates one event given as JSON (the `index`-th of a list), with a new id.
+pub fn parse_item(index: usize, item: Value) -> Result<Event, EventError> {
+    parse_one(index, item, new_id(), now_ms())
+}
+
 fn parse_one(index: usize, item: Value, id: String, now: i64) -> Result<Event, EventError> {
     let err = |field: &'static str, reason: String| EventError::Field {
         index,

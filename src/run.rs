@@ -226,6 +226,9 @@ pub struct Run {
     /// The rollout that chose its version, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_id: Option<String>,
+    /// The replay that started it, if one did (`mode: "run"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_id: Option<String>,
     /// The stored record's revision when this copy was read (0 for a run not stored
     /// yet); a write computed from this copy is refused once the run has moved on.
     #[serde(skip)]
@@ -288,6 +291,7 @@ impl Run {
             "event_ts": self.event.get().get("ts"),
             "user_id": self.user_id,
             "rollout_id": self.rollout_id,
+            "replay_id": self.replay_id,
             "created_at": self.created_at,
             "ended_at": self.ended_at,
             "steps": steps,

@@ -172,6 +172,10 @@ fn the_openapi_document_describes_every_endpoint() {
         ("/v1/schemas/{name}", "get"),
         ("/v1/schemas/{name}", "put"),
         ("/v1/schemas/{name}/inferred", "get"),
+        ("/v1/replays", "get"),
+        ("/v1/replays", "post"),
+        ("/v1/replays/{id}", "get"),
+        ("/v1/replays/{id}/cancel", "post"),
         ("/health", "get"),
         ("/metrics", "get"),
     ] {

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{weir_bin, Server, TWO_TENANTS};
+use common::cli as weir;
+use common::{Server, TWO_TENANTS};
 use serde_json::{json, Value};
 
 const ORDER: &str = "order/placed";
@@ -560,20 +559,6 @@ fn each_tenant_has_its_own_schemas() {
     assert_eq!(one["versions"][0]["schema"], amount_schema());
     assert_eq!(violations(&a, "acme", ORDER, "reject"), Some(1.0));
     assert_eq!(violations(&a, "globex", ORDER, "reject"), None);
-}
-
-fn weir(args: &[&str], url: &str) -> (i32, String, String) {
-    let out = Command::new(weir_bin())
-        .args(args)
-        .env("WEIR_LOG", "warn")
-        .env("WEIR_URL", url)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod components;
 mod events;
 mod functions;
 mod health;
+mod replays;
 mod rollouts;
 mod runs;
 mod schemas;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(events::routes())
         .merge(functions::routes())
         .merge(rollouts::routes())
+        .merge(replays::routes())
         .merge(components::routes())
         .merge(runs::routes())
         .merge(schemas::routes())

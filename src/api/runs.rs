@@ -24,6 +24,7 @@ struct ListQuery {
     status: Option<String>,
     user: Option<String>,
     event: Option<String>,
+    replay: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -45,6 +46,7 @@ async fn list(
         status,
         user: q.user,
         event: q.event,
+        replay: q.replay,
     };
     let page = state
         .engine

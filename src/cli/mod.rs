@@ -7,6 +7,7 @@ mod deploy;
 mod dev;
 mod events;
 mod load;
+mod replay;
 mod rollout;
 mod run;
 mod runs;
@@ -50,8 +51,12 @@ enum Command {
     Componentize(componentize::Args),
     /// Register, list, show and infer event schemas on a running server.
     Schema(schema::Args),
-    /// List stored events on a running server (`--invalid`: those with schema errors).
+    /// List stored events on a running server (`--invalid`: those with schema errors);
+    /// `weir events export` writes them as JSON lines.
     Events(events::Args),
+    /// Replay stored events (or a JSON-lines file) against a function version, as runs
+    /// or as a dry run compared with the original runs.
+    Replay(replay::Args),
 }
 
 /// The embedded storage engines `weir dev` can use.
@@ -111,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Componentize(a) => componentize::main(a),
         Command::Schema(a) => schema::main(a),
         Command::Events(a) => events::main(a),
+        Command::Replay(a) => replay::main(a),
     };
     match result {
         Ok(code) => code,

@@ -18,6 +18,9 @@ pub struct Args {
     /// Only runs of this user id.
     #[arg(long)]
     user: Option<String>,
+    /// Only runs started by this replay.
+    #[arg(long)]
+    replay: Option<String>,
     /// How many.
     #[arg(long, default_value_t = 20)]
     limit: usize,
@@ -34,6 +37,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
         ("function", &a.function),
         ("status", &a.status),
         ("user", &a.user),
+        ("replay", &a.replay),
     ] {
         if let Some(v) = v {
             q.push_str(&format!("&{k}={}", urlencode(v)));

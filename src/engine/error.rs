@@ -17,6 +17,8 @@ pub enum Resource {
     Step,
     /// An event name's schema (or one version of it).
     Schema,
+    /// A replay.
+    Replay,
 }
 
 impl Resource {
@@ -27,6 +29,7 @@ impl Resource {
             Resource::Function => "function",
             Resource::Step => "step",
             Resource::Schema => "schema",
+            Resource::Replay => "replay",
         }
     }
 }
@@ -73,6 +76,9 @@ pub enum EngineError {
     /// A rollout was refused.
     #[error("invalid rollout: {0}")]
     InvalidRollout(super::rollout::SpecError),
+    /// A replay was refused.
+    #[error("invalid replay: {0}")]
+    InvalidReplay(super::rollout::SpecError),
     /// The function has no rollout (its new runs get the latest version).
     #[error("function {function} has no rollout: new runs get its latest version ({latest})")]
     NoRollout {
@@ -111,9 +117,11 @@ impl EngineError {
                 Resource::Function => "function_not_found",
                 Resource::Step => "step_not_found",
                 Resource::Schema => "schema_not_found",
+                Resource::Replay => "replay_not_found",
             },
             EngineError::InvalidRollout(_) => "invalid_rollout",
             EngineError::NoRollout { .. } => "rollout_not_found",
+            EngineError::InvalidReplay(_) => "invalid_replay",
             EngineError::Busy { .. } => "busy",
             EngineError::Internal(_) => "internal",
         }

@@ -11,6 +11,7 @@ mod ingest;
 mod outcome;
 mod queries;
 mod registry;
+pub mod replay;
 pub mod rollout;
 mod schemas;
 mod settings;
@@ -61,6 +62,11 @@ pub struct Engine {
     rollouts: rollout::Rollouts,
     /// This engine, for the tasks it spawns from `&self`.
     me: Weak<Engine>,
+    /// The worker pool: a permit per step executing. Live steps take every permit they
+    /// can; a dry-run replay takes one only while live work leaves half of them free.
+    pool: Arc<tokio::sync::Semaphore>,
+    /// The replays this process drives now.
+    replays: replay::Driving,
 }
 
 impl Engine {
@@ -76,7 +82,6 @@ impl Engine {
             runtime,
             registry: Registry::default(),
             schemas: schemas::Schemas::default(),
-            config,
             owner: format!("weir-{}", ulid::Ulid::new()),
             ingest_wake: Notify::new(),
             dispatch_wake: Notify::new(),
@@ -86,6 +91,9 @@ impl Engine {
             stopping: AtomicBool::new(false),
             rollouts: rollout::Rollouts::default(),
             me: me.clone(),
+            pool: Arc::new(tokio::sync::Semaphore::new(config.workers)),
+            replays: replay::Driving::default(),
+            config,
         });
         engine.load_functions().await?;
         engine.load_rollouts().await?;
@@ -100,6 +108,7 @@ impl Engine {
         tokio::spawn(worker::dispatch_loop(self.clone()));
         tokio::spawn(worker::renew_loop(self.clone()));
         tokio::spawn(cron::run_loop(self.clone()));
+        tokio::spawn(replay::resume_all(self.clone()));
     }
 
     /// The engine's counters.

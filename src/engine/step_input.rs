@@ -29,6 +29,8 @@ pub fn stdin(run: &Run, idx: usize) -> Vec<u8> {
         attempt: u32,
         function_id: &'a str,
         function_version: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        replay_id: Option<&'a str>,
         run_id: &'a str,
         step_id: &'a str,
         tenant: &'a str,
@@ -55,6 +57,7 @@ pub fn stdin(run: &Run, idx: usize) -> Vec<u8> {
             attempt: st.attempts.saturating_sub(1),
             function_id: &run.function_id,
             function_version: run.function_version,
+            replay_id: run.replay_id.as_deref(),
             run_id: &run.id,
             step_id: &st.id,
             tenant: &run.tenant,

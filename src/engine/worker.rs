@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::Semaphore;
 
 use super::dag::{self, Due, StepResult};
 use super::error::Resource;
@@ -27,7 +26,7 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Dispatches due steps until shutdown.
 pub async fn dispatch_loop(engine: Arc<Engine>) {
-    let pool = Arc::new(Semaphore::new(engine.config.workers));
+    let pool = engine.pool.clone();
     let caps = engine.config.caps();
     let lease_ms = engine.config.lease.as_millis() as i64;
     loop {
@@ -227,24 +226,9 @@ async fn try_execute(
         }
     }
     let stdin = stdin.unwrap_or_default();
-    let step = &f.steps[idx];
-    let d = engine.config.default_limits;
-    let limits = ResolvedLimits {
-        memory: step.limits.memory.unwrap_or(d.memory),
-        timeout: step.limits.timeout.unwrap_or(d.timeout),
-        stdout: step.limits.stdout.unwrap_or(d.stdout),
-        stderr: step.limits.stderr.unwrap_or(d.stderr),
-        fuel: step.limits.fuel.or(d.fuel),
-    };
     let outcome = engine
         .runtime
-        .run(StepRequest {
-            tenant: entry.tenant.clone(),
-            component: step.component.clone(),
-            stdin,
-            limits,
-            env: step.env.clone(),
-        })
+        .run(step_request(engine, &entry.tenant, &f, idx, stdin))
         .await;
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
     let (result, log) = classify(outcome);
@@ -252,6 +236,32 @@ async fn try_execute(
         engine.stats.steps_failed.fetch_add(1, Ordering::Relaxed);
     }
     record(engine, &lease, Some(run), f, idx, now, result, log).await
+}
+
+/// What the runtime is asked to execute for step `idx` of `f`: its component, its
+/// limits (the step's, else the defaults), its environment.
+pub(super) fn step_request(
+    engine: &Engine,
+    tenant: &str,
+    f: &Function,
+    idx: usize,
+    stdin: Vec<u8>,
+) -> StepRequest {
+    let step = &f.steps[idx];
+    let d = engine.config.default_limits;
+    StepRequest {
+        tenant: tenant.to_string(),
+        component: step.component.clone(),
+        stdin,
+        limits: ResolvedLimits {
+            memory: step.limits.memory.unwrap_or(d.memory),
+            timeout: step.limits.timeout.unwrap_or(d.timeout),
+            stdout: step.limits.stdout.unwrap_or(d.stdout),
+            stderr: step.limits.stderr.unwrap_or(d.stderr),
+            fuel: step.limits.fuel.or(d.fuel),
+        },
+        env: step.env.clone(),
+    }
 }
 
 /// Records a step's claim and result in one durable write under its lease. `claimed` is

@@ -34,7 +34,8 @@ macro_rules! store_conformance {
             claims_respect_caps_and_share_fairly, leases_expire_and_are_taken_over,
             a_stale_token_is_refused, inflight_counts_follow_leases,
             renewal_keeps_a_lease_and_release_gives_it_back, survives_reopen,
-            events_are_listed_by_name_and_schema_errors);
+            events_are_listed_by_name_and_schema_errors,
+            replays_advance_atomically_with_their_runs);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(
@@ -92,6 +93,7 @@ fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) 
         }],
         waits: vec![],
         rollout_id: None,
+        replay_id: None,
         rev: 0,
     }
 }
@@ -507,6 +509,7 @@ pub async fn list_runs_pages_and_filters(open: Opener, dir: &Path) {
         user: user.map(Into::into),
         event: event.map(Into::into),
         status: None,
+        replay: None,
     };
     assert_eq!(
         ids(&s
@@ -968,4 +971,105 @@ pub async fn events_are_listed_by_name_and_schema_errors(open: Opener, dir: &Pat
         .unwrap()
         .data
         .is_empty());
+}
+
+/// A replay is stored with its items and inline events; it advances only from the
+/// progress it was read at and while running, creating its batch's runs (indexed under
+/// the replay and added to their events) in the same write; it survives a reopen.
+pub async fn replays_advance_atomically_with_their_runs(open: Opener, dir: &Path) {
+    use super::{ReplayItem, ReplayState};
+    let state = |done: u64, running: bool| ReplayState {
+        id: "rp1".into(),
+        running,
+        done,
+        record: json!({"done": done}),
+    };
+    let evs;
+    {
+        let s = open(dir);
+        let s = s.as_ref();
+        evs = parse_batch(br#"[{"name":"a"},{"name":"a"},{"name":"a"}]"#, 10).unwrap();
+        let items: Vec<ReplayItem> = evs
+            .iter()
+            .map(|e| ReplayItem {
+                event_id: e.id.clone(),
+                original_run_id: None,
+            })
+            .collect();
+        s.create_replay("t", state(0, true), items.clone(), evs.clone())
+            .await
+            .unwrap();
+        // Inline events are stored as already matched: trigger matching never sees them.
+        assert!(s.pending_events(NOW, 10, &[]).await.unwrap().is_empty());
+        assert!(
+            s.get_event("t", &evs[0].id)
+                .await
+                .unwrap()
+                .unwrap()
+                .ingested
+        );
+        assert_eq!(s.replay_items("t", "rp1", 1, 10).await.unwrap(), items[1..]);
+        assert_eq!(s.replay_items("t", "rp1", 0, 1).await.unwrap(), items[..1]);
+        assert!(s.replay_items("t", "rp1", 3, 10).await.unwrap().is_empty());
+        assert!(s.replay_items("u", "rp1", 0, 10).await.unwrap().is_empty());
+
+        let mut r1 = run("r1", "t", "f", None, &evs[0].id);
+        r1.replay_id = Some("rp1".into());
+        let q = enq(vec![entry("t", "r1", 10)]);
+        assert!(s
+            .advance_replay("t", 0, state(1, true), vec![(r1.clone(), q.clone())])
+            .await
+            .unwrap());
+        // A second driver that read the same progress is refused, and creates nothing.
+        let mut r1b = run("r1b", "t", "f", None, &evs[0].id);
+        r1b.replay_id = Some("rp1".into());
+        assert!(!s
+            .advance_replay("t", 0, state(1, true), vec![(r1b, q)])
+            .await
+            .unwrap());
+        assert!(s.get_run("t", "r1b").await.unwrap().is_none());
+        assert_eq!(
+            s.get_event("t", &evs[0].id).await.unwrap().unwrap().run_ids,
+            vec!["r1".to_string()]
+        );
+        let by_replay = RunFilter {
+            replay: Some("rp1".into()),
+            ..Default::default()
+        };
+        let listed = s.list_runs("t", &by_replay, 10, None).await.unwrap();
+        assert_eq!(
+            listed
+                .data
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["r1"]
+        );
+        assert_eq!(s.claim(claim_req(100, 10, 10)).await.unwrap().len(), 1);
+        assert_eq!(
+            s.running_replays().await.unwrap(),
+            vec![("t".into(), state(1, true))]
+        );
+        s.flush().await.unwrap();
+    }
+    let s = open(dir);
+    let s = s.as_ref();
+    assert_eq!(
+        s.get_replay("t", "rp1").await.unwrap(),
+        Some(state(1, true))
+    );
+    assert_eq!(s.get_replay("u", "rp1").await.unwrap(), None);
+    // Stopped (cancelled or completed): no longer running, and no further advance.
+    assert!(s
+        .advance_replay("t", 1, state(1, false), Vec::new())
+        .await
+        .unwrap());
+    assert!(s.running_replays().await.unwrap().is_empty());
+    assert!(!s
+        .advance_replay("t", 1, state(2, true), Vec::new())
+        .await
+        .unwrap());
+    let page = s.list_replays("t", 10, None).await.unwrap();
+    assert_eq!(page.data, vec![state(1, false)]);
+    assert!(s.list_replays("u", 10, None).await.unwrap().data.is_empty());
 }

@@ -11,12 +11,14 @@ pub(crate) mod conformance;
 pub mod embedded;
 mod events;
 mod functions;
+mod replays;
 mod runs;
 mod types;
 
 pub use blobs::BlobStore;
 pub use events::EventStore;
 pub use functions::FunctionStore;
+pub use replays::ReplayStore;
 pub use runs::RunStore;
 pub use types::*;
 
@@ -70,6 +72,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything weir keeps: events, functions and components, runs with their queue and
 /// leases, and blobs. A backend implements each part; this trait ties them together.
-pub trait Store: EventStore + FunctionStore + RunStore + BlobStore + Send + Sync + 'static {}
+pub trait Store:
+    EventStore + FunctionStore + RunStore + ReplayStore + BlobStore + Send + Sync + 'static
+{
+}
 
-impl<T: EventStore + FunctionStore + RunStore + BlobStore + Send + Sync + 'static> Store for T {}
+impl<T> Store for T where
+    T: EventStore + FunctionStore + RunStore + ReplayStore + BlobStore + Send + Sync + 'static
+{
+}

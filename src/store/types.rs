@@ -65,6 +65,8 @@ pub struct RunFilter {
     pub user: Option<String>,
     /// Only runs started by this event.
     pub event: Option<String>,
+    /// Only runs started by this replay.
+    pub replay: Option<String>,
 }
 
 impl RunFilter {
@@ -77,6 +79,10 @@ impl RunFilter {
                 .as_ref()
                 .is_none_or(|u| run.user_id.as_ref() == Some(u))
             && self.event.as_ref().is_none_or(|e| &run.event_id == e)
+            && self
+                .replay
+                .as_ref()
+                .is_none_or(|r| run.replay_id.as_ref() == Some(r))
     }
 }
 
@@ -315,4 +321,28 @@ pub fn lookup_path(v: &Value, path: &str) -> Option<String> {
 /// How many entries each of `tenants` tenants gets before any gets more, out of `limit`.
 pub fn fair_share(limit: usize, tenants: usize) -> usize {
     limit.div_ceil(tenants.max(1)).max(1)
+}
+
+/// A replay as stored: what the store needs to know of it (whether it is still
+/// running, how many of its events are done) and the engine's record, opaque here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayState {
+    /// Replay id (ULID).
+    pub id: String,
+    /// Whether it still has events to go through (not completed or cancelled).
+    pub running: bool,
+    /// How many of its events have been gone through.
+    pub done: u64,
+    /// The engine's record (spec, status, counts, differences).
+    pub record: Value,
+}
+
+/// One event a replay goes through, in its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayItem {
+    /// The stored event's id.
+    pub event_id: String,
+    /// The run of the replayed function this event started originally, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_run_id: Option<String>,
 }

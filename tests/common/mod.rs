@@ -456,6 +456,21 @@ impl Drop for Server {
     }
 }
 
+/// Runs the `weir` CLI against the server at `url`: (exit code, stdout, stderr).
+pub fn cli(args: &[&str], url: &str) -> (i32, String, String) {
+    let out = Command::new(weir_bin())
+        .args(args)
+        .env("WEIR_LOG", "warn")
+        .env("WEIR_URL", url)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A one-step function definition around a guest, triggered by `event`.
 pub fn one_step(id: &str, event: &str, guest: &str, extra: Value) -> Value {
     let mut step = json!({"path": format!("guest:{guest}")});

@@ -53,6 +53,7 @@ pub fn new_run(
         steps,
         waits: Vec::new(),
         rollout_id: None,
+        replay_id: None,
         rev: 0,
     };
     let mut change = RunChange::default();

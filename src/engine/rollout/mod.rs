@@ -17,7 +17,10 @@ use serde_json::{json, Value};
 pub use analysis::{judge, Breach};
 pub use figures::{Figures, VersionFigures};
 pub use route::Route;
-pub use spec::{parse, Analysis, Book, Rollout, RolloutSpec, RolloutStatus, SpecError, Weighted};
+pub use spec::{
+    bad as spec_error, parse, Analysis, Book, Rollout, RolloutSpec, RolloutStatus, SpecError,
+    Weighted,
+};
 
 use super::error::Resource;
 use super::{Engine, EngineError};

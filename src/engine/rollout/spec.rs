@@ -51,7 +51,8 @@ pub struct SpecError {
     pub reason: String,
 }
 
-fn bad(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+/// A refusal naming `field`.
+pub fn bad(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
     SpecError {
         field: field.into(),
         reason: reason.into(),

@@ -90,32 +90,7 @@ pub fn ingest(w: &mut dyn KvWrite, batch: &[Ingested]) -> StoreResult<bool> {
         stored.ingested = true;
         changed = true;
         for (run, change) in runs {
-            let t = tenant.as_bytes();
-            let rid = run.id.as_bytes();
-            w.put(
-                RUNS,
-                &run_key(tenant, &run.id),
-                &enc_run(1, run.status, &enc(run)?),
-            )?;
-            w.put(RUNS_BY_FN, &key(&[t, run.function_id.as_bytes(), rid]), &[])?;
-            if let Some(u) = &run.user_id {
-                w.put(RUNS_BY_USER, &key(&[t, u.as_bytes(), rid]), &[])?;
-            }
-            counter_add(
-                w,
-                COUNTS,
-                &count_key(tenant, &run.function_id, run.status),
-                1,
-            )?;
-            w.put(
-                RUNS_BY_STATUS,
-                &status_key(tenant, run.status, &run.id),
-                &[],
-            )?;
-            for q in &change.enqueue {
-                queue.put(w, q)?;
-            }
-            add_waits(w, &change.waits_add)?;
+            put_new_run(w, &mut queue, tenant, run, change)?;
             stored.run_ids.push(run.id.clone());
         }
         w.del(INBOX, &key(&[tenant.as_bytes(), event_id.as_bytes()]))?;
@@ -124,6 +99,43 @@ pub fn ingest(w: &mut dyn KvWrite, batch: &[Ingested]) -> StoreResult<bool> {
     }
     queue.finish(w)?;
     Ok(changed)
+}
+
+/// Writes a new run with its indexes and counts, its queue entries (through `queue`,
+/// finished by the caller) and its waits (only the additions of `change` apply).
+pub fn put_new_run(
+    w: &mut dyn KvWrite,
+    queue: &mut QueueTx,
+    tenant: &str,
+    run: &crate::run::Run,
+    change: &crate::store::RunChange,
+) -> StoreResult<()> {
+    let t = tenant.as_bytes();
+    let rid = run.id.as_bytes();
+    w.put(
+        RUNS,
+        &run_key(tenant, &run.id),
+        &enc_run(1, run.status, &enc(run)?),
+    )?;
+    w.put(RUNS_BY_FN, &key(&[t, run.function_id.as_bytes(), rid]), &[])?;
+    if let Some(u) = &run.user_id {
+        w.put(RUNS_BY_USER, &key(&[t, u.as_bytes(), rid]), &[])?;
+    }
+    counter_add(
+        w,
+        COUNTS,
+        &count_key(tenant, &run.function_id, run.status),
+        1,
+    )?;
+    w.put(
+        RUNS_BY_STATUS,
+        &status_key(tenant, run.status, &run.id),
+        &[],
+    )?;
+    for q in &change.enqueue {
+        queue.put(w, q)?;
+    }
+    add_waits(w, &change.waits_add)
 }
 
 /// Pending events, and the index keys found stale (the event gone or already

@@ -10,6 +10,7 @@ pub mod kv;
 mod leases;
 mod queue;
 pub mod redb;
+mod replays;
 mod runs;
 mod schema;
 pub mod sled;
@@ -33,8 +34,8 @@ use crate::event::Event;
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 use crate::store::{
     BlobStore, ClaimRequest, Claimed, EventFilter, EventStore, FunctionRecord, FunctionStore,
-    Ingested, Lease, LeaseRef, Page, RunFilter, RunStore, RunWrite, StoreError, StoreResult,
-    StoredEvent, TenantCaps, WaitQuery, WriteOutcome,
+    Ingested, Lease, LeaseRef, Page, ReplayItem, ReplayState, ReplayStore, RunChange, RunFilter,
+    RunStore, RunWrite, StoreError, StoreResult, StoredEvent, TenantCaps, WaitQuery, WriteOutcome,
 };
 
 /// Which embedded engine keeps the data.
@@ -305,6 +306,71 @@ impl FunctionStore for EmbeddedStore {
         self.writer
             .exec(true, move |w| {
                 functions::put_meta_if(w, &k, expected.as_deref(), &value)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ReplayStore for EmbeddedStore {
+    async fn create_replay(
+        &self,
+        tenant: &str,
+        state: ReplayState,
+        items: Vec<ReplayItem>,
+        events: Vec<Event>,
+    ) -> StoreResult<()> {
+        let tenant = tenant.to_string();
+        self.writer
+            .exec(true, move |w| {
+                replays::create(w, &tenant, &state, &items, &events)
+            })
+            .await
+    }
+
+    async fn get_replay(&self, tenant: &str, id: &str) -> StoreResult<Option<ReplayState>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.read(move |r| replays::get(r, &tenant, &id)).await
+    }
+
+    async fn list_replays(
+        &self,
+        tenant: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<ReplayState>> {
+        let (tenant, cursor) = (tenant.to_string(), cursor.map(str::to_string));
+        self.read(move |r| replays::list(r, &tenant, limit, cursor.as_deref()))
+            .await
+    }
+
+    async fn running_replays(&self) -> StoreResult<Vec<(String, ReplayState)>> {
+        self.read(replays::running).await
+    }
+
+    async fn replay_items(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<ReplayItem>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.read(move |r| replays::items(r, &tenant, &id, from, limit))
+            .await
+    }
+
+    async fn advance_replay(
+        &self,
+        tenant: &str,
+        expected_done: u64,
+        state: ReplayState,
+        runs: Vec<(Run, RunChange)>,
+    ) -> StoreResult<bool> {
+        let tenant = tenant.to_string();
+        self.writer
+            .exec(true, move |w| {
+                replays::advance(w, &tenant, expected_done, &state, &runs)
             })
             .await
     }

@@ -183,9 +183,10 @@ pub fn list(
             }
         }
     } else if let Some((index, mid)) = filter
-        .function
+        .replay
         .as_ref()
-        .map(|f| (RUNS_BY_FN, f))
+        .map(|r| (RUNS_BY_REPLAY, r))
+        .or_else(|| filter.function.as_ref().map(|f| (RUNS_BY_FN, f)))
         .or_else(|| filter.user.as_ref().map(|u| (RUNS_BY_USER, u)))
         .or_else(|| status_name.as_ref().map(|s| (RUNS_BY_STATUS, s)))
     {

@@ -54,9 +54,17 @@ pub const WAITS: Table = "waits";
 pub const WAIT_PATHS: Table = "wait_paths";
 /// Small engine values (cron ticks).
 pub const META: Table = "meta";
+/// Replays by tenant and id (a [`crate::store::ReplayState`]).
+pub const REPLAYS: Table = "replays";
+/// Index: the replays still running (tenant, id).
+pub const REPLAYS_RUNNING: Table = "replays_running";
+/// A replay's selected events in order (tenant, replay id, index big-endian).
+pub const REPLAY_ITEMS: Table = "replay_items";
+/// Index: tenant, replay id, run id.
+pub const RUNS_BY_REPLAY: Table = "runs_by_replay";
 
 /// Every table, created at open.
-pub const ALL_TABLES: [Table; 21] = [
+pub const ALL_TABLES: [Table; 25] = [
     EVENTS,
     IDEM,
     INBOX_LEGACY,
@@ -78,6 +86,10 @@ pub const ALL_TABLES: [Table; 21] = [
     WAITS,
     WAIT_PATHS,
     META,
+    REPLAYS,
+    REPLAYS_RUNNING,
+    REPLAY_ITEMS,
+    RUNS_BY_REPLAY,
 ];
 
 const SEP: u8 = 0;
