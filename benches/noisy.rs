@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const TENANTS: &str = r#"
 [[tenants]]
@@ -29,35 +28,6 @@ id = "quiet"
 event_keys = ["evt_quiet"]
 api_keys = ["api_quiet"]
 "#;
-
-/// Uploads the guests and deploys the two-step function for one tenant.
-fn deploy(agent: &ureq::Agent, url: &str, api_key: &str) {
-    let mut steps = serde_json::Map::new();
-    for (name, after) in [("hello", None), ("shout", Some("hello"))] {
-        let bytes = std::fs::read(util::guest(name)).unwrap();
-        let sha = hex::encode(Sha256::digest(&bytes));
-        util::call(
-            agent,
-            "PUT",
-            &format!("{url}/v1/components/{sha}"),
-            api_key,
-            Some(&bytes),
-        );
-        let mut step = json!({"path": format!("sha256:{sha}")});
-        if let Some(a) = after {
-            step["after"] = json!([{"step": a}]);
-        }
-        steps.insert(name.into(), step);
-    }
-    let def = json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": steps});
-    util::call(
-        agent,
-        "POST",
-        &format!("{url}/v1/functions"),
-        api_key,
-        Some(def.to_string().as_bytes()),
-    );
-}
 
 fn completed(agent: &ureq::Agent, url: &str, api_key: &str) -> u64 {
     let f = util::call(
@@ -78,8 +48,22 @@ fn main() {
     let (server, url) = util::serve(tmp.path(), TENANTS);
     let pid = server.pid();
     let a = util::agent();
-    deploy(&a, &url, "api_noisy");
-    deploy(&a, &url, "api_quiet");
+    util::deploy_chain(
+        &a,
+        &url,
+        "api_noisy",
+        "two-step",
+        "load/go",
+        &["hello", "shout"],
+    );
+    util::deploy_chain(
+        &a,
+        &url,
+        "api_quiet",
+        "two-step",
+        "load/go",
+        &["hello", "shout"],
+    );
 
     // The noisy tenant's backlog: far more than its 2 steps at a time can drain soon.
     for i in 0..backlog.div_ceil(100) {

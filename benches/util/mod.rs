@@ -182,3 +182,51 @@ pub fn call(
     assert!(status.is_success(), "{method} {url}: {status} {v}");
     v
 }
+
+/// Uploads the guests `steps` names and deploys function `id`, triggered by `event`, as
+/// a chain of those steps (each after the one before), named after their guests.
+#[allow(dead_code)]
+pub fn deploy_chain(
+    agent: &ureq::Agent,
+    url: &str,
+    api_key: &str,
+    id: &str,
+    event: &str,
+    steps: &[&str],
+) {
+    use sha2::Digest;
+    let mut def_steps = serde_json::Map::new();
+    for (i, name) in steps.iter().enumerate() {
+        let bytes = std::fs::read(guest(name)).unwrap();
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        call(
+            agent,
+            "PUT",
+            &format!("{url}/v1/components/{sha}"),
+            api_key,
+            Some(&bytes),
+        );
+        let mut step = serde_json::json!({"path": format!("sha256:{sha}")});
+        if i > 0 {
+            step["after"] = serde_json::json!([{"step": steps[i - 1]}]);
+        }
+        def_steps.insert(name.to_string(), step);
+    }
+    let def = serde_json::json!({"id": id, "triggers": [{"event": event}], "steps": def_steps});
+    call(
+        agent,
+        "POST",
+        &format!("{url}/v1/functions"),
+        api_key,
+        Some(def.to_string().as_bytes()),
+    );
+}
+
+/// Milliseconds since the Unix epoch, now.
+#[allow(dead_code)]
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
