@@ -90,8 +90,8 @@ fn latencies(a: &ureq::Agent, url: &str, from: i64, to: i64) -> Histogram<u64> {
         let page = get(a, url, &q);
         for r in page["data"].as_array().unwrap() {
             let ts = r["event_ts"].as_i64().unwrap();
-            if (from..=to).contains(&ts) {
-                let end = r["ended_at"].as_i64().unwrap();
+            // Only ended runs count; the caller polls until all have.
+            if let (true, Some(end)) = ((from..=to).contains(&ts), r["ended_at"].as_i64()) {
                 hist.record((end - ts).max(1) as u64).unwrap();
             }
         }
