@@ -176,6 +176,7 @@ fn the_openapi_document_describes_every_endpoint() {
         ("/v1/replays", "post"),
         ("/v1/replays/{id}", "get"),
         ("/v1/replays/{id}/cancel", "post"),
+        ("/v1/stream", "get"),
         ("/health", "get"),
         ("/metrics", "get"),
     ] {

@@ -9,6 +9,7 @@ mod replays;
 mod rollouts;
 mod runs;
 mod schemas;
+mod stream;
 
 use std::sync::Arc;
 
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(components::routes())
         .merge(runs::routes())
         .merge(schemas::routes())
+        .merge(stream::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

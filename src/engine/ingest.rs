@@ -114,7 +114,19 @@ async fn ingest_batch(
         .flat_map(|b| &b.runs)
         .filter_map(|(r, _)| Some((r.rollout_id.clone()?, r.function_version)))
         .collect();
+    let updates: Vec<(String, super::stream::Update)> = if engine.bus.active() {
+        batch
+            .iter()
+            .flat_map(|b| b.runs.iter().map(move |(r, _)| (b, r)))
+            .map(|(b, r)| (b.tenant.clone(), super::stream::Update::of_run(r, &[])))
+            .collect()
+    } else {
+        Vec::new()
+    };
     engine.store.commit_ingest(batch).await?;
+    for (t, u) in updates {
+        engine.bus.publish(&t, u);
+    }
     for (rollout, version) in routed {
         engine.rollouts.figures.started(&rollout, version, 1);
     }

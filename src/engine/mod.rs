@@ -16,6 +16,7 @@ pub mod rollout;
 mod schemas;
 mod settings;
 pub mod step_input;
+pub mod stream;
 mod transition;
 mod waits;
 mod worker;
@@ -67,6 +68,8 @@ pub struct Engine {
     pool: Arc<tokio::sync::Semaphore>,
     /// The replays this process drives now.
     replays: replay::Driving,
+    /// The live stream of updates.
+    bus: stream::Bus,
 }
 
 impl Engine {
@@ -93,6 +96,7 @@ impl Engine {
             me: me.clone(),
             pool: Arc::new(tokio::sync::Semaphore::new(config.workers)),
             replays: replay::Driving::default(),
+            bus: stream::Bus::default(),
             config,
         });
         engine.load_functions().await?;
@@ -109,6 +113,12 @@ impl Engine {
         tokio::spawn(worker::renew_loop(self.clone()));
         tokio::spawn(cron::run_loop(self.clone()));
         tokio::spawn(replay::resume_all(self.clone()));
+    }
+
+    /// A listener to every tenant's live updates, from now on (each tagged with its
+    /// tenant; the caller filters).
+    pub fn subscribe(&self) -> stream::Listener {
+        self.bus.subscribe()
     }
 
     /// The engine's counters.
@@ -146,6 +156,11 @@ impl Engine {
             });
         }
         self.pending.fetch_add(n, Ordering::Relaxed);
+        let updates: Vec<stream::Update> = if self.bus.active() {
+            events.iter().map(stream::Update::of_event).collect()
+        } else {
+            Vec::new()
+        };
         self.store
             .append_events(tenant, events, now_ms())
             .await
@@ -155,6 +170,9 @@ impl Engine {
             })?;
         self.stats.events_accepted.fetch_add(n, Ordering::Relaxed);
         self.ingest_wake.notify_one();
+        for u in updates {
+            self.bus.publish(tenant, u);
+        }
         Ok(ids)
     }
 

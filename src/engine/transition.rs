@@ -51,6 +51,11 @@ pub async fn apply(
         };
         let rev = run.rev;
         let before = run.status;
+        let steps_before: Vec<crate::run::StepStatus> = if engine.bus.active() {
+            run.steps.iter().map(|s| s.status).collect()
+        } else {
+            Vec::new()
+        };
         let decided = catch_unwind(AssertUnwindSafe(|| decide(&mut run)));
         let (new_run, change) = match decided {
             Ok(Some(change)) => (Some(run), change),
@@ -59,6 +64,10 @@ pub async fn apply(
             Err(p) => return fail_corrupt(engine, tenant, run_id, lease, &panic_text(&*p)).await,
         };
         let finished = new_run.as_ref().and_then(|r| Finished::of(before, r));
+        let update = new_run
+            .as_ref()
+            .filter(|_| engine.bus.active())
+            .map(|r| super::stream::Update::of_run(r, &steps_before));
         let write = RunWrite {
             tenant: tenant.into(),
             run_id: run_id.into(),
@@ -72,6 +81,9 @@ pub async fn apply(
             WriteOutcome::Written { .. } => {
                 if let Some(f) = finished {
                     engine.run_finished(f);
+                }
+                if let Some(u) = update {
+                    engine.bus.publish(tenant, u);
                 }
                 return Ok(Applied::Written);
             }

@@ -289,6 +289,13 @@ async fn drive_loop(engine: &Arc<Engine>, tenant: &str, id: &str) -> Result<(), 
             r.ended_at = Some(now_ms());
         }
         let n = runs.len() as u64;
+        let updates: Vec<super::stream::Update> = if engine.bus.active() {
+            runs.iter()
+                .map(|(run, _)| super::stream::Update::of_run(run, &[]))
+                .collect()
+        } else {
+            Vec::new()
+        };
         if !engine
             .store
             .advance_replay(tenant, expected, state_of(&r)?, runs)
@@ -296,6 +303,9 @@ async fn drive_loop(engine: &Arc<Engine>, tenant: &str, id: &str) -> Result<(), 
         {
             // Cancelled meanwhile (or advanced by another driver): look again.
             continue;
+        }
+        for u in updates {
+            engine.bus.publish(tenant, u);
         }
         if n > 0 {
             engine

@@ -411,6 +411,18 @@ impl Engine {
             {
                 if let Some(cur) = &book.current {
                     self.rollouts.figures.open(&cur.id);
+                    let status = serde_json::to_value(cur.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    self.bus.publish(
+                        tenant,
+                        super::stream::Update::RolloutChanged {
+                            function_id: id.to_string(),
+                            rollout_id: cur.id.clone(),
+                            status,
+                        },
+                    );
                 }
                 self.install(tenant, id, &book).await?;
                 return Ok(Some(book));

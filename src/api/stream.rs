@@ -1,0 +1,69 @@
+//! `GET /v1/stream`: the tenant's live updates as Server-Sent Events (`event.received`,
+//! `run.updated`, `rollout.changed`), optionally only those of one function or user.
+//! The first event, `ready`, says the subscription is live; `lagged` says how many
+//! updates a slow reader missed.
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{ApiError, AppState, Query};
+use crate::engine::stream::Update;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/stream", get(stream))
+}
+
+#[derive(Deserialize, Clone)]
+struct StreamQuery {
+    function: Option<String>,
+    user: Option<String>,
+}
+
+impl StreamQuery {
+    fn wants(&self, u: &Update) -> bool {
+        self.function
+            .as_deref()
+            .is_none_or(|f| u.function() == Some(f))
+            && self.user.as_deref().is_none_or(|x| u.user() == Some(x))
+    }
+}
+
+async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let tenant = state.tenant(&headers)?;
+    let rx = state.engine.subscribe();
+    let ready = futures::stream::once(async { Ok(SseEvent::default().event("ready").data("{}")) });
+    let updates = futures::stream::unfold((rx, tenant, q), |(mut rx, tenant, q)| async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(u) => {
+                    let (t, u) = &*u;
+                    if t != &tenant || !q.wants(u) {
+                        continue;
+                    }
+                    SseEvent::default()
+                        .event(u.kind())
+                        .json_data(u)
+                        .unwrap_or_default()
+                }
+                Err(RecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok(ev), (rx, tenant, q)));
+        }
+    });
+    Ok(Sse::new(futures::StreamExt::chain(ready, updates)).keep_alive(KeepAlive::default()))
+}
