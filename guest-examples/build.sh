@@ -43,8 +43,14 @@ for src in "$here"/rust/*.rs; do
   echo "built rust/$name.rs -> out/$name.wasm"
 done
 
-cargo build --quiet --manifest-path "$root/Cargo.toml" --features fuzzing --bin weir
-weir="${CARGO_TARGET_DIR:-$root/target}/debug/weir"
+# The weir that componentizes: $WEIR_BIN if the caller built one (dev.sh builds the
+# release binary it then runs), else the debug build test.sh goes on to use (same
+# features, so nothing is built twice).
+weir="${WEIR_BIN:-}"
+if [ -z "$weir" ]; then
+  cargo build --quiet --manifest-path "$root/Cargo.toml" --features fuzzing --bin weir
+  weir="${CARGO_TARGET_DIR:-$root/target}/debug/weir"
+fi
 for src in "$here"/wat/*.wat; do
   name="$(basename "$src" .wat)"
   "$weir" componentize "$src" -o "$out/$name.wasm" 2>/dev/null

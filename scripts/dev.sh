@@ -3,5 +3,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-./guest-examples/build.sh
-cargo run --release --bin weir -- dev "$@"
+# One build of weir: the release binary componentizes the WAT guests and then serves.
+cargo build --release --bin weir
+weir="${CARGO_TARGET_DIR:-$root/target}/release/weir"
+WEIR_BIN="$weir" ./guest-examples/build.sh
+exec "$weir" dev "$@"

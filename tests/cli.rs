@@ -218,3 +218,56 @@ fn componentize_wraps_a_wat_module() {
     assert_eq!(code, 1);
     assert!(err.contains("neither wasm nor valid WAT"), "{err}");
 }
+
+#[test]
+fn json_logs_carry_the_run_and_step_of_a_failing_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let func = write(
+        dir.path(),
+        "f.json",
+        &json!({"id": "fails", "triggers": [{"event": "go"}], "retries": {"attempts": 0},
+        "steps": {"r": {"path": format!("file://{}", guest("respond").display())}}}),
+    );
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        &json!({"name": "go", "data": {"status": 500}}),
+    );
+    let (code, out, err) = weir(&[
+        "--log-format",
+        "json",
+        "run",
+        &func,
+        "--event",
+        &bad,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("step attempt failed"))
+        })
+        .unwrap_or_else(|| panic!("no failed-attempt line in {err}"));
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["fields"]["attempt"], 1);
+    assert_eq!(failed["span"]["run"], run["id"], "{failed}");
+    assert_eq!(failed["span"]["step"], "r");
+    assert_eq!(failed["span"]["tenant"], "default");
+    // Text stays the default.
+    let (_, _, err) = weir(&["run", &func, "--event", &bad]);
+    assert!(
+        err.contains("step attempt failed") && !err.trim_start().starts_with('{'),
+        "{err}"
+    );
+    let (code, _, err) = weir(&["--log-format", "yaml", "run", &func, "--event", &bad]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value 'yaml'"), "{err}");
+}

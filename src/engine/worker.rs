@@ -77,24 +77,35 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
             let Some(permit) = permits.pop() else { break };
             engine.inflight.hold(lease.lease_ref());
             let engine = engine.clone();
-            tokio::spawn(async move {
-                let entry = lease.entry.clone();
-                // A panic while handling one step must not leak its permit; its lease
-                // then lapses and the step is taken over as an interrupted attempt.
-                let done = AssertUnwindSafe(execute(&engine, lease, run))
-                    .catch_unwind()
-                    .await;
-                if done.is_err() {
-                    tracing::error!(
-                        run = entry.run_id,
-                        step = entry.step_id,
-                        "step handling panicked"
-                    );
-                }
-                engine.inflight.drop_lease(&entry);
-                drop(permit);
-                engine.dispatch_wake.notify_one();
-            });
+            // Context for every line logged while the step is handled; at ERROR level so
+            // that it is enabled whatever level the filter lets through.
+            let span = tracing::error_span!(
+                "step",
+                tenant = lease.entry.tenant,
+                run = lease.entry.run_id,
+                step = lease.entry.step_id
+            );
+            tokio::spawn(tracing::Instrument::instrument(
+                async move {
+                    let entry = lease.entry.clone();
+                    // A panic while handling one step must not leak its permit; its lease
+                    // then lapses and the step is taken over as an interrupted attempt.
+                    let done = AssertUnwindSafe(execute(&engine, lease, run))
+                        .catch_unwind()
+                        .await;
+                    if done.is_err() {
+                        tracing::error!(
+                            run = entry.run_id,
+                            step = entry.step_id,
+                            "step handling panicked"
+                        );
+                    }
+                    engine.inflight.drop_lease(&entry);
+                    drop(permit);
+                    engine.dispatch_wake.notify_one();
+                },
+                span,
+            ));
         }
     }
 }
@@ -232,8 +243,13 @@ async fn try_execute(
         .await;
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
     let (result, log) = classify(outcome);
-    if !matches!(result, StepResult::Completed(_)) {
-        engine.stats.steps_failed.fetch_add(1, Ordering::Relaxed);
+    match &result {
+        StepResult::Completed(_) => {}
+        StepResult::Retryable { error, .. } | StepResult::Permanent { error, .. } => {
+            engine.stats.steps_failed.fetch_add(1, Ordering::Relaxed);
+            let attempt = run.steps[idx].attempts;
+            tracing::warn!(attempt, "step attempt failed: {error}");
+        }
     }
     record(engine, &lease, Some(run), f, idx, now, result, log).await
 }
