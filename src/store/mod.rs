@@ -13,12 +13,14 @@ mod events;
 mod functions;
 mod runs;
 mod types;
+mod users;
 
 pub use blobs::BlobStore;
 pub use events::EventStore;
 pub use functions::FunctionStore;
 pub use runs::RunStore;
 pub use types::*;
+pub use users::{erase_event, erase_run, Erased, TimelineItem, UserCursor, UserStore, UserSummary};
 
 /// A storage failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,7 +71,14 @@ impl StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything weir keeps: events, functions and components, runs with their queue and
-/// leases, and blobs. A backend implements each part; this trait ties them together.
-pub trait Store: EventStore + FunctionStore + RunStore + BlobStore + Send + Sync + 'static {}
+/// leases, blobs, and the per-user index. A backend implements each part; this trait ties
+/// them together.
+pub trait Store:
+    EventStore + FunctionStore + RunStore + BlobStore + UserStore + Send + Sync + 'static
+{
+}
 
-impl<T: EventStore + FunctionStore + RunStore + BlobStore + Send + Sync + 'static> Store for T {}
+impl<T> Store for T where
+    T: EventStore + FunctionStore + RunStore + BlobStore + UserStore + Send + Sync + 'static
+{
+}
