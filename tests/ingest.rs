@@ -172,6 +172,10 @@ fn the_openapi_document_describes_every_endpoint() {
         ("/v1/schemas/{name}", "get"),
         ("/v1/schemas/{name}", "put"),
         ("/v1/schemas/{name}/inferred", "get"),
+        ("/v1/users", "get"),
+        ("/v1/users/{id}", "get"),
+        ("/v1/users/{id}", "delete"),
+        ("/v1/users/{id}/timeline", "get"),
         ("/health", "get"),
         ("/metrics", "get"),
     ] {

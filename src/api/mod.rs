@@ -8,6 +8,7 @@ mod health;
 mod rollouts;
 mod runs;
 mod schemas;
+mod users;
 
 use std::sync::Arc;
 
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(components::routes())
         .merge(runs::routes())
         .merge(schemas::routes())
+        .merge(users::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

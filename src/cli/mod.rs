@@ -13,6 +13,7 @@ mod runs;
 mod schema;
 mod send;
 mod serve;
+mod users;
 mod watch;
 
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ enum Command {
     Schema(schema::Args),
     /// List stored events on a running server (`--invalid`: those with schema errors).
     Events(events::Args),
+    /// Users by last activity, or one user: summary, waiting and failed runs, timeline.
+    Users(users::Args),
 }
 
 /// The embedded storage engines `weir dev` can use.
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Componentize(a) => componentize::main(a),
         Command::Schema(a) => schema::main(a),
         Command::Events(a) => events::main(a),
+        Command::Users(a) => users::main(a),
     };
     match result {
         Ok(code) => code,

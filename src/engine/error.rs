@@ -17,6 +17,8 @@ pub enum Resource {
     Step,
     /// An event name's schema (or one version of it).
     Schema,
+    /// A user (`event.user.id`) of whom nothing is stored.
+    User,
 }
 
 impl Resource {
@@ -27,6 +29,7 @@ impl Resource {
             Resource::Function => "function",
             Resource::Step => "step",
             Resource::Schema => "schema",
+            Resource::User => "user",
         }
     }
 }
@@ -89,6 +92,9 @@ pub enum EngineError {
         /// The most allowed.
         limit: u64,
     },
+    /// A query parameter is malformed (a cursor this listing did not give…).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// Something inside weir failed (a task panicked); nothing the caller can mend.
     #[error("internal error: {0}")]
     Internal(String),
@@ -111,10 +117,12 @@ impl EngineError {
                 Resource::Function => "function_not_found",
                 Resource::Step => "step_not_found",
                 Resource::Schema => "schema_not_found",
+                Resource::User => "user_not_found",
             },
             EngineError::InvalidRollout(_) => "invalid_rollout",
             EngineError::NoRollout { .. } => "rollout_not_found",
             EngineError::Busy { .. } => "busy",
+            EngineError::InvalidQuery(_) => "invalid_query",
             EngineError::Internal(_) => "internal",
         }
     }

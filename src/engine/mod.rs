@@ -16,6 +16,7 @@ mod schemas;
 mod settings;
 pub mod step_input;
 mod transition;
+mod users;
 mod waits;
 mod worker;
 
@@ -30,6 +31,7 @@ pub use inflight::StepKey;
 pub use outcome::classify;
 pub use schemas::{FailingEvent, SchemaReport, SchemaSummary};
 pub use settings::{EngineConfig, Stats, TenantCounts};
+pub use users::{UserErasure, UserView};
 
 use crate::event::{now_ms, Event};
 use crate::runtime::StepRuntime;
