@@ -81,7 +81,7 @@ fn list(a: &Args) -> Result<ExitCode> {
             "{:<32} {:<24} {:>7}  {}",
             s(&u["id"]),
             time(&u["last_seen"]),
-            u["events"],
+            u["events"].as_u64().unwrap_or(0),
             counts(&u["runs"])
         );
     }
