@@ -10,7 +10,8 @@
 //! WEIR_LOAD_BIN (path of another weir build to drive, for A/B comparisons),
 //! WEIR_LOAD_PHASES (also print p50/p99 of each phase of a run: where the time goes),
 //! WEIR_LOAD_FIELDS (extra numeric fields in each event's data, for a bigger payload),
-//! WEIR_LOAD_ROLLOUT (two versions, new runs routed 50/50 by a rollout).
+//! WEIR_LOAD_ROLLOUT (two versions, new runs routed 50/50 by a rollout),
+//! WEIR_LOAD_USERS (each event names one of this many users, round robin).
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
 mod util;
@@ -135,6 +136,8 @@ fn run(s: &Scenario) {
         .map(|_| {
             let (next, url, extra) = (next.clone(), url.clone(), extra.clone());
             let (batch, events, rate) = (s.batch, s.events, s.rate);
+            // Events spread over this many users (`user.id`), none if 0.
+            let users: usize = util::env_or("WEIR_LOAD_USERS", 0);
             std::thread::spawn(move || {
                 let agent = util::agent();
                 loop {
@@ -154,8 +157,14 @@ fn run(s: &Scenario) {
                     let body: Vec<Value> = (0..n)
                         .map(|k| {
                             let mut data = extra.clone();
-                            data["name"] = json!(format!("n{}", i * batch + k));
-                            json!({"name": "load/go", "data": data})
+                            let at = i * batch + k;
+                            data["name"] = json!(format!("n{at}"));
+                            let mut ev = json!({"name": "load/go", "data": data});
+                            if users > 0 {
+                                ev["user"] =
+                                    json!({"id": format!("u{}", at % users), "plan": "pro"});
+                            }
+                            ev
                         })
                         .collect();
                     let body = if batch == 1 {

@@ -177,6 +177,10 @@ fn the_openapi_document_describes_every_endpoint() {
         ("/v1/replays/{id}", "get"),
         ("/v1/replays/{id}/cancel", "post"),
         ("/v1/stream", "get"),
+        ("/v1/users", "get"),
+        ("/v1/users/{id}", "get"),
+        ("/v1/users/{id}", "delete"),
+        ("/v1/users/{id}/timeline", "get"),
         ("/health", "get"),
         ("/metrics", "get"),
     ] {

@@ -56,7 +56,8 @@ async fn ingest(
     Ok(Json(json!({"ids": ids, "status": 200})))
 }
 
-fn event_json(se: &StoredEvent) -> Value {
+/// An event as the API shows it, with the runs it started.
+pub(super) fn event_json(se: &StoredEvent) -> Value {
     let mut v = se.event.to_value();
     v["run_ids"] = json!(se.run_ids);
     if let Some(d) = &se.duplicate_of {

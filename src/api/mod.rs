@@ -10,6 +10,7 @@ mod rollouts;
 mod runs;
 mod schemas;
 mod stream;
+mod users;
 
 use std::sync::Arc;
 
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(runs::routes())
         .merge(schemas::routes())
         .merge(stream::routes())
+        .merge(users::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

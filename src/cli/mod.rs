@@ -14,6 +14,7 @@ mod runs;
 mod schema;
 mod send;
 mod serve;
+mod users;
 mod watch;
 
 use std::process::ExitCode;
@@ -70,6 +71,8 @@ enum Command {
     /// Replay stored events (or a JSON-lines file) against a function version, as runs
     /// or as a dry run compared with the original runs.
     Replay(replay::Args),
+    /// Users by last activity, or one user: summary, waiting and failed runs, timeline.
+    Users(users::Args),
 }
 
 /// The embedded storage engines `weir dev` can use.
@@ -137,6 +140,7 @@ pub fn main() -> ExitCode {
         Command::Schema(a) => schema::main(a),
         Command::Events(a) => events::main(a),
         Command::Replay(a) => replay::main(a),
+        Command::Users(a) => users::main(a),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,8 @@ pub enum Resource {
     Schema,
     /// A replay.
     Replay,
+    /// A user (`event.user.id`) of whom nothing is stored.
+    User,
 }
 
 impl Resource {
@@ -30,6 +32,7 @@ impl Resource {
             Resource::Step => "step",
             Resource::Schema => "schema",
             Resource::Replay => "replay",
+            Resource::User => "user",
         }
     }
 }
@@ -95,6 +98,9 @@ pub enum EngineError {
         /// The most allowed.
         limit: u64,
     },
+    /// A query parameter is malformed (a cursor this listing did not give…).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// Something inside weir failed (a task panicked); nothing the caller can mend.
     #[error("internal error: {0}")]
     Internal(String),
@@ -118,11 +124,13 @@ impl EngineError {
                 Resource::Step => "step_not_found",
                 Resource::Schema => "schema_not_found",
                 Resource::Replay => "replay_not_found",
+                Resource::User => "user_not_found",
             },
             EngineError::InvalidRollout(_) => "invalid_rollout",
             EngineError::NoRollout { .. } => "rollout_not_found",
             EngineError::InvalidReplay(_) => "invalid_replay",
             EngineError::Busy { .. } => "busy",
+            EngineError::InvalidQuery(_) => "invalid_query",
             EngineError::Internal(_) => "internal",
         }
     }

@@ -18,6 +18,7 @@ mod settings;
 pub mod step_input;
 pub mod stream;
 mod transition;
+mod users;
 mod waits;
 mod worker;
 
@@ -32,6 +33,7 @@ pub use inflight::StepKey;
 pub use outcome::classify;
 pub use schemas::{FailingEvent, SchemaReport, SchemaSummary};
 pub use settings::{EngineConfig, Stats, TenantCounts};
+pub use users::{UserErasure, UserView};
 
 use crate::event::{now_ms, Event};
 use crate::runtime::StepRuntime;

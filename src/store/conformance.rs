@@ -14,6 +14,9 @@ use super::{
 use crate::event::{parse_batch, Event};
 use crate::run::{QueueEntry, Run, RunStatus, StepState, StepStatus, WaitKey};
 
+mod users;
+pub use users::*;
+
 const NOW: i64 = 4_000_000_000_000;
 
 /// Opens a backend's store at a location (a fresh one per case; the same one again to
@@ -35,7 +38,8 @@ macro_rules! store_conformance {
             a_stale_token_is_refused, inflight_counts_follow_leases,
             renewal_keeps_a_lease_and_release_gives_it_back, survives_reopen,
             events_are_listed_by_name_and_schema_errors,
-            replays_advance_atomically_with_their_runs);
+            replays_advance_atomically_with_their_runs,
+            users_follow_events_and_runs, erasing_a_user_removes_payloads);
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(
@@ -65,7 +69,8 @@ async fn events(s: &dyn Store, tenant: &str, json: &str) -> Vec<Event> {
     evs
 }
 
-fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) -> Run {
+/// A run of one pending step (for tests).
+pub(crate) fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, event: &str) -> Run {
     Run {
         id: id.into(),
         tenant: tenant.into(),

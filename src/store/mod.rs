@@ -14,6 +14,7 @@ mod functions;
 mod replays;
 mod runs;
 mod types;
+mod users;
 
 pub use blobs::BlobStore;
 pub use events::EventStore;
@@ -21,6 +22,7 @@ pub use functions::FunctionStore;
 pub use replays::ReplayStore;
 pub use runs::RunStore;
 pub use types::*;
+pub use users::{erase_event, erase_run, Erased, TimelineItem, UserCursor, UserStore, UserSummary};
 
 /// A storage failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,13 +73,22 @@ impl StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything weir keeps: events, functions and components, runs with their queue and
-/// leases, and blobs. A backend implements each part; this trait ties them together.
+/// leases, replays, blobs, and the per-user index. A backend implements each part; this
+/// trait ties them together.
 pub trait Store:
-    EventStore + FunctionStore + RunStore + ReplayStore + BlobStore + Send + Sync + 'static
+    EventStore + FunctionStore + RunStore + ReplayStore + BlobStore + UserStore + Send + Sync + 'static
 {
 }
 
 impl<T> Store for T where
-    T: EventStore + FunctionStore + RunStore + ReplayStore + BlobStore + Send + Sync + 'static
+    T: EventStore
+        + FunctionStore
+        + RunStore
+        + ReplayStore
+        + BlobStore
+        + UserStore
+        + Send
+        + Sync
+        + 'static
 {
 }

@@ -219,6 +219,18 @@ impl Server {
         }
     }
 
+    /// Stops the process the way a service manager does (SIGTERM) and waits for it to
+    /// exit; the data dir stays for the test to read.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("this view owns the process");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(child.wait().unwrap().success(), "a clean stop exits 0");
+    }
+
     /// SIGKILLs the process and starts a new one on the same data.
     pub fn kill_and_restart(self) -> Self {
         self.kill_pause_restart(Duration::ZERO)
@@ -280,8 +292,12 @@ impl Server {
         let url = format!("{}{path}", self.url);
         let agent = Self::agent();
         let auth = key.map(|k| format!("Bearer {k}"));
-        let r = if method == "GET" {
-            let mut rq = agent.get(url);
+        let r = if method == "GET" || method == "DELETE" {
+            let mut rq = if method == "GET" {
+                agent.get(url)
+            } else {
+                agent.delete(url)
+            };
             if let Some(a) = &auth {
                 rq = rq.header("Authorization", a);
             }
@@ -320,6 +336,11 @@ impl Server {
 
     pub fn get(&self, path: &str) -> (u16, Value) {
         let (s, v, _) = self.request("GET", path, None, self.api_key.as_deref());
+        (s, v)
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        let (s, v, _) = self.request("DELETE", path, None, self.api_key.as_deref());
         (s, v)
     }
 

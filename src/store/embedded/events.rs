@@ -10,6 +10,7 @@ use super::kv::{prefix_end, scan_below, scan_prefix, KvRead, KvWrite};
 use super::queue::QueueTx;
 use super::runs::add_waits;
 use super::schema::*;
+use super::users;
 use crate::event::Event;
 use crate::store::{fair_share, EventFilter, Ingested, Page, StoreResult, StoredEvent};
 
@@ -66,6 +67,7 @@ pub fn append(
         }
         out.push(duplicate_of);
     }
+    users::on_append(w, tenant, events, now)?;
     Ok(out)
 }
 
@@ -135,7 +137,8 @@ pub fn put_new_run(
     for q in &change.enqueue {
         queue.put(w, q)?;
     }
-    add_waits(w, &change.waits_add)
+    add_waits(w, &change.waits_add)?;
+    users::on_run_created(w, tenant, run)
 }
 
 /// Pending events, and the index keys found stale (the event gone or already

@@ -14,6 +14,7 @@ mod replays;
 mod runs;
 mod schema;
 pub mod sled;
+mod users;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -114,7 +115,8 @@ impl EmbeddedStore {
     fn with_kv(kv: Arc<dyn Kv>, lock: Option<File>) -> StoreResult<Self> {
         kv.write(true, &mut |w| {
             let moved = queue::migrate_legacy(w)?;
-            Ok(events::migrate_legacy_inbox(w)? || moved)
+            let indexed = users::migrate(w)?;
+            Ok(events::migrate_legacy_inbox(w)? || moved || indexed)
         })?;
         // The claims a stopped process left: expired leases, taken over by the first
         // claim, so that the attempts they stood for are counted.
@@ -450,6 +452,7 @@ impl RunStore for EmbeddedStore {
             run_id: w.run_id,
             rev: w.rev,
             run,
+            user: w.run.as_ref().and_then(|r| r.user_id.clone()),
             change: w.change,
             leased: w.lease.as_ref().map(|l| l.entry.clone()),
         };

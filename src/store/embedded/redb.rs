@@ -17,6 +17,7 @@ use redb::{
 
 use super::kv::{Kv, KvRead, KvWrite, Table, Visit};
 use super::schema::ALL_TABLES;
+use super::users::USER_TABLES;
 use crate::store::{StoreError, StoreResult};
 
 type Bytes = &'static [u8];
@@ -63,7 +64,7 @@ impl RedbKv {
     fn with_db(db: Database) -> StoreResult<Self> {
         // Every table up front, so that read transactions never meet a missing one.
         let tx = db.begin_write().map_err(backend)?;
-        for t in ALL_TABLES {
+        for t in ALL_TABLES.into_iter().chain(USER_TABLES) {
             tx.open_table(def(t)).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;

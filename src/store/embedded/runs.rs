@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::kv::{scan_below, scan_prefix, KvRead, KvWrite};
 use super::queue::{self, QueueTx};
 use super::schema::*;
+use super::users;
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
 use crate::store::{
     lookup_path, Page, RunChange, RunFilter, StoreResult, StoredEvent, WaitQuery, WriteOutcome,
@@ -23,6 +24,8 @@ pub struct PreparedWrite {
     pub rev: u64,
     /// The new run: its JSON, status and function.
     pub run: Option<(Vec<u8>, RunStatus, String)>,
+    /// The run's user, whose index follows its status.
+    pub user: Option<String>,
     /// Queue and wait changes.
     pub change: RunChange,
     /// The leased entry whose claim marker goes with the write, if any.
@@ -58,6 +61,8 @@ pub fn apply_write(
                 &status_key(&p.tenant, *status, &p.run_id),
                 &[],
             )?;
+            let user = p.user.as_deref();
+            users::on_status_change(w, &p.tenant, user, &p.run_id, head.status, *status)?;
         }
     }
     for q in &p.change.dequeue {

@@ -14,6 +14,7 @@ use sled::{Transactional, Tree};
 
 use super::kv::{Kv, KvRead, KvWrite, Table, Visit};
 use super::schema::ALL_TABLES;
+use super::users::USER_TABLES;
 use crate::store::{StoreError, StoreResult};
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -60,7 +61,7 @@ impl SledKv {
 
     fn with_db(db: sled::Db) -> StoreResult<Self> {
         let mut trees = HashMap::new();
-        for t in ALL_TABLES {
+        for t in ALL_TABLES.into_iter().chain(USER_TABLES) {
             trees.insert(t, db.open_tree(t).map_err(backend)?);
         }
         Ok(Self { db, trees })
