@@ -5,6 +5,7 @@ mod components;
 mod events;
 mod functions;
 mod health;
+mod metrics;
 mod replays;
 mod rollouts;
 mod runs;

@@ -102,11 +102,21 @@ async fn ingest_batch(
         pending
             .iter()
             .zip(&values)
-            .map(|(ev, v)| plan(&e, &t, ev, v))
+            .map(|(ev, v)| (plan(&e, &t, ev, v), ev.ts))
             .collect::<Vec<_>>()
     })
     .await
     .map_err(|e| EngineError::Internal(format!("trigger matching panicked: {e}")))?;
+    let (batch, event_ts): (Vec<Ingested>, Vec<i64>) = batch.into_iter().unzip();
+    let started: Vec<(String, i64, i64)> = batch
+        .iter()
+        .zip(&event_ts)
+        .flat_map(|(b, ts)| {
+            b.runs
+                .iter()
+                .map(move |(r, _)| (r.function_id.clone(), *ts, r.created_at))
+        })
+        .collect();
     let n = batch.len() as u64;
     let runs: u64 = batch.iter().map(|b| b.runs.len() as u64).sum();
     let routed: Vec<(String, u64)> = batch
@@ -129,6 +139,9 @@ async fn ingest_batch(
     }
     for (rollout, version) in routed {
         engine.rollouts.figures.started(&rollout, version, 1);
+    }
+    for (function, ts, created) in started {
+        engine.metrics.run_started(tenant, &function, ts, created);
     }
     engine.stats.runs_started.fetch_add(runs, Ordering::Relaxed);
     let _ = engine

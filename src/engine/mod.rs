@@ -8,6 +8,7 @@ mod deploy;
 mod error;
 mod inflight;
 mod ingest;
+pub mod metrics;
 mod outcome;
 mod queries;
 mod registry;
@@ -72,6 +73,8 @@ pub struct Engine {
     replays: replay::Driving,
     /// The live stream of updates.
     bus: stream::Bus,
+    /// Histograms and labelled counters for `/metrics`.
+    metrics: metrics::Metrics,
 }
 
 impl Engine {
@@ -99,6 +102,7 @@ impl Engine {
             pool: Arc::new(tokio::sync::Semaphore::new(config.workers)),
             replays: replay::Driving::default(),
             bus: stream::Bus::default(),
+            metrics: metrics::Metrics::default(),
             config,
         });
         engine.load_functions().await?;
@@ -121,6 +125,11 @@ impl Engine {
     /// tenant; the caller filters).
     pub fn subscribe(&self) -> stream::Listener {
         self.bus.subscribe()
+    }
+
+    /// The engine's histograms and labelled counters.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// The engine's counters.

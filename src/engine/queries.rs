@@ -104,6 +104,20 @@ impl Engine {
         }))
     }
 
+    /// Every deployed function, as (tenant, id).
+    pub fn deployed(&self) -> Vec<(String, String)> {
+        self.registry
+            .all()
+            .into_iter()
+            .map(|(t, f)| (t, f.id.clone()))
+            .collect()
+    }
+
+    /// Events stored but not yet matched to triggers (the ingest queue's depth).
+    pub fn events_pending(&self) -> u64 {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Run counts of a function by status.
     pub async fn run_counts(
         &self,

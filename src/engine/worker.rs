@@ -237,12 +237,20 @@ async fn try_execute(
         }
     }
     let stdin = stdin.unwrap_or_default();
+    let began = std::time::Instant::now();
     let outcome = engine
         .runtime
         .run(step_request(engine, &entry.tenant, &f, idx, stdin))
         .await;
+    let took = began.elapsed().as_secs_f64();
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
     let (result, log) = classify(outcome);
+    engine.metrics.step_finished(
+        &entry.tenant,
+        &run.function_id,
+        took,
+        matches!(result, StepResult::Completed(_)),
+    );
     match &result {
         StepResult::Completed(_) => {}
         StepResult::Retryable { error, .. } | StepResult::Permanent { error, .. } => {
