@@ -572,3 +572,50 @@ fn weir_dev_reloads_a_changed_file_and_a_rollout_stands() {
         2
     );
 }
+
+#[test]
+fn weir_dev_keeps_the_last_good_version_of_a_broken_file_and_sees_a_changed_component() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, funcs, steps) = (
+        tmp.path().join("data"),
+        tmp.path().join("functions"),
+        tmp.path().join("steps"),
+    );
+    std::fs::create_dir_all(&funcs).unwrap();
+    std::fs::create_dir_all(&steps).unwrap();
+    let comp = steps.join("step.wasm");
+    std::fs::copy(common::guest("respond"), &comp).unwrap();
+    let file = funcs.join("greet.json");
+    let def = json!({"id": "greet", "triggers": [{"event": "g/x"}],
+                     "steps": {"s": {"path": "file://../steps/step.wasm"}}});
+    std::fs::write(&file, def.to_string()).unwrap();
+    let mut s = Server::spawn(&data, &funcs);
+    assert!(s.stdout.contains("loaded greet v1"), "{}", s.stdout);
+    // A broken save names what is wrong and leaves v1 running.
+    std::fs::write(
+        &file,
+        r#"{"id": "greet", "triggers": [{"event": "g/x"}], "stepz": {}}"#,
+    )
+    .unwrap();
+    let line = s.wait_output("not reloaded");
+    assert!(
+        line.contains("greet.json") && line.contains("stepz"),
+        "{line}"
+    );
+    assert_eq!(
+        s.send_and_finish(json!({"name": "g/x"}))["function_version"],
+        1
+    );
+    // Fixed again, unchanged: no new version. Then the component (in another directory)
+    // is rebuilt: a new version runs it.
+    std::fs::write(&file, def.to_string()).unwrap();
+    std::fs::copy(common::guest("hello"), &comp).unwrap();
+    let line = s.wait_output("reloaded greet v2");
+    assert!(line.contains("new runs get v2"), "{line}");
+    let run = s.send_and_finish(json!({"name": "g/x", "data": {"name": "Ada"}}));
+    assert_eq!(run["function_version"], 2);
+    assert_eq!(
+        run["steps"]["s"]["output"]["body"]["message"],
+        "Hello, Ada!"
+    );
+}

@@ -12,8 +12,12 @@ use serde_json::Value;
 
 use weir::engine::{Engine, EngineError};
 
-/// How often the directory is looked at.
+/// How often the directory is looked at when no watcher could be set up.
 const EVERY: Duration = Duration::from_millis(500);
+/// How often it is looked at anyway with a watcher (an event may be missed).
+const SAFETY: Duration = Duration::from_secs(5);
+/// How long after a change the stamps are read (a save is several events).
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// What a file's reload depends on: its own and its components' sizes and times.
 type Stamp = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
@@ -65,15 +69,41 @@ pub fn stamps(dir: &Path) -> BTreeMap<PathBuf, Stamp> {
         .collect()
 }
 
-/// Watches `dir` forever, deploying what changed since `seen`.
+/// Watches `dir` forever, deploying what changed since `seen`: woken by the file
+/// system (notify: inotify on Linux) on any change in `dir` or in a directory holding a
+/// component a function names, then after [`SETTLE`] (an editor's save is several
+/// events) the stamps say which files to reload. Without a watcher (inotify limits, an
+/// unsupported file system) it looks every [`EVERY`]; with one, every [`SAFETY`] too,
+/// in case an event was missed.
 pub async fn run(
     engine: Arc<Engine>,
     tenant: String,
     dir: PathBuf,
     mut seen: BTreeMap<PathBuf, Stamp>,
 ) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| {
+        println!(
+            "  not watching {} ({e}); looking every 500 ms",
+            dir.display()
+        )
+    })
+    .ok();
+    let mut watched: Vec<PathBuf> = Vec::new();
     loop {
-        tokio::time::sleep(EVERY).await;
+        if let Some(w) = watcher.as_mut() {
+            watch_dirs(w, &dir, &seen, &mut watched);
+        }
+        let every = if watcher.is_some() { SAFETY } else { EVERY };
+        if tokio::time::timeout(every, rx.recv()).await.is_ok() {
+            tokio::time::sleep(SETTLE).await;
+            while rx.try_recv().is_ok() {}
+        }
         let d = dir.clone();
         let Ok(now) = tokio::task::spawn_blocking(move || stamps(&d)).await else {
             continue;
@@ -85,6 +115,29 @@ pub async fn run(
             reload(&engine, &tenant, file).await;
         }
         seen = now;
+    }
+}
+
+/// Watches `dir` and every directory holding a component a function names (once each).
+fn watch_dirs(
+    w: &mut notify::RecommendedWatcher,
+    dir: &Path,
+    seen: &BTreeMap<PathBuf, Stamp>,
+    watched: &mut Vec<PathBuf>,
+) {
+    use notify::Watcher;
+    let components = seen
+        .values()
+        .flat_map(|st| st.iter().skip(1))
+        .filter_map(|(p, _)| p.parent().map(Path::to_path_buf));
+    for d in std::iter::once(dir.to_path_buf()).chain(components) {
+        if watched.contains(&d) || !d.is_dir() {
+            continue;
+        }
+        match w.watch(&d, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => watched.push(d),
+            Err(e) => tracing::warn!("cannot watch {}: {e}", d.display()),
+        }
     }
 }
 
