@@ -177,6 +177,8 @@ fn the_openapi_document_describes_every_endpoint() {
         ("/v1/replays/{id}", "get"),
         ("/v1/replays/{id}/cancel", "post"),
         ("/v1/stream", "get"),
+        ("/v1/session", "post"),
+        ("/v1/session", "delete"),
         ("/v1/users", "get"),
         ("/v1/users/{id}", "get"),
         ("/v1/users/{id}", "delete"),

@@ -2,6 +2,9 @@
 //! constant time; every key belongs to one tenant and is either an event key (may only
 //! send events) or an API key (the `/v1` API).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -22,19 +25,31 @@ pub enum AuthError {
     /// No key was presented.
     #[error("missing key: send Authorization: Bearer <key>")]
     Missing,
-    /// The key is not known.
+    /// The key (or session) is not known.
     #[error("unknown key")]
     Unknown,
+    /// The session has expired: log in again.
+    #[error("the session has expired: log in again")]
+    Expired,
     /// The key is known but may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
 }
 
-/// The key ring, or the open single tenant of `weir dev`.
+/// How long a browser session lasts (ms).
+pub const SESSION_MS: i64 = 12 * 3600 * 1000;
+
+/// Browser sessions: a token's digest → its tenant and expiry (ms since epoch). Kept in
+/// memory: a restart logs everyone out.
+type Sessions = Arc<Mutex<HashMap<[u8; 32], (String, i64)>>>;
+
+/// The key ring, or the open single tenant of `weir dev`, and the sessions logged in
+/// with an API key.
 #[derive(Debug, Clone)]
 pub struct Auth {
     open: Option<String>,
     keys: Vec<([u8; 32], String, KeyKind)>,
+    sessions: Sessions,
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -47,6 +62,7 @@ impl Auth {
         Self {
             open: Some(tenant.into()),
             keys: Vec::new(),
+            sessions: Sessions::default(),
         }
     }
 
@@ -65,7 +81,40 @@ impl Auth {
                 }
             }
         }
-        Self { open: None, keys }
+        Self {
+            open: None,
+            keys,
+            sessions: Sessions::default(),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (String, i64)>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs in with an API key: a new session token (random, 256 bits) for its tenant,
+    /// valid for [`SESSION_MS`] from `now`. Only the token's digest is kept.
+    pub fn login(&self, api_key: &str, now: i64) -> Result<(String, String), AuthError> {
+        let tenant = self.api_tenant(Some(api_key))?;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let mut s = self.sessions();
+        s.retain(|_, (_, exp)| *exp > now);
+        s.insert(digest(&token), (tenant.clone(), now + SESSION_MS));
+        Ok((token, tenant))
+    }
+
+    /// The tenant of a live session.
+    pub fn session_tenant(&self, token: &str, now: i64) -> Result<String, AuthError> {
+        match self.sessions().get(&digest(token)) {
+            Some((t, exp)) if *exp > now => Ok(t.clone()),
+            Some(_) => Err(AuthError::Expired),
+            None => Err(AuthError::Unknown),
+        }
+    }
+
+    /// Ends a session (an unknown one is ignored).
+    pub fn logout(&self, token: &str) {
+        self.sessions().remove(&digest(token));
     }
 
     /// Whether this is the open single-tenant mode.
@@ -156,5 +205,29 @@ mod tests {
         assert_eq!(r.api_tenant(Some("nope")), Err(AuthError::Unknown));
         assert_eq!(r.api_tenant(None), Err(AuthError::Missing));
         assert_eq!(Auth::open("default").api_tenant(None), Ok("default".into()));
+    }
+
+    #[test]
+    fn sessions_need_an_api_key_and_expire() {
+        let r = ring();
+        assert_eq!(
+            r.login("evt_a_123", 0).map(|_| ()),
+            Err(AuthError::Forbidden(
+                "an event key can only send events (POST /e/{key}); use an API key"
+            ))
+        );
+        assert_eq!(r.login("nope", 0).map(|_| ()), Err(AuthError::Unknown));
+        let (token, tenant) = r.login("api_a_123", 1_000).unwrap();
+        assert_eq!((tenant.as_str(), token.len()), ("a", 64));
+        assert_eq!(r.session_tenant(&token, 2_000), Ok("a".into()));
+        assert_eq!(
+            r.session_tenant(&token, 1_000 + SESSION_MS),
+            Err(AuthError::Expired)
+        );
+        let (other, _) = r.login("api_b_secret", 1_000).unwrap();
+        assert_ne!(token, other);
+        r.logout(&token);
+        assert_eq!(r.session_tenant(&token, 2_000), Err(AuthError::Unknown));
+        assert_eq!(r.session_tenant(&other, 2_000), Ok("b".into()));
     }
 }

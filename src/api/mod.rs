@@ -10,6 +10,7 @@ mod replays;
 mod rollouts;
 mod runs;
 mod schemas;
+mod session;
 mod stream;
 mod users;
 
@@ -71,7 +72,17 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 impl AppState {
     /// The tenant an API request acts for (from its API key).
+    /// The tenant an API request acts for: by its bearer key, else by its session
+    /// cookie ([`session`]).
     fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        if bearer(headers).is_none() {
+            if let Some(token) = session::session_token(headers) {
+                return self
+                    .auth
+                    .session_tenant(token, crate::event::now_ms())
+                    .map_err(ApiError::from);
+            }
+        }
         self.auth
             .api_tenant(bearer(headers))
             .map_err(ApiError::from)
@@ -101,6 +112,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(runs::routes())
         .merge(schemas::routes())
         .merge(stream::routes())
+        .merge(session::routes())
         .merge(users::routes())
         .fallback(|| async {
             ApiError::new(
@@ -116,6 +128,7 @@ pub fn router(state: AppState) -> axum::Router {
                 "this endpoint does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn(session::same_origin))
         .with_state(state)
 }
 
