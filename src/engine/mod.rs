@@ -180,10 +180,12 @@ impl Engine {
                 self.pending.fetch_sub(n, Ordering::Relaxed);
             })?;
         self.stats.events_accepted.fetch_add(n, Ordering::Relaxed);
-        self.ingest_wake.notify_one();
+        // Before matching is woken, so a listener usually sees an event before its runs
+        // (not always: matching may already be reading the inbox).
         for u in updates {
             self.bus.publish(tenant, u);
         }
+        self.ingest_wake.notify_one();
         Ok(ids)
     }
 
