@@ -118,6 +118,21 @@ pub fn new_id() -> String {
         .to_string()
 }
 
+/// When an id from [`new_id`] was made (ms since epoch): for a stored event, when weir
+/// received it.
+pub fn id_time(id: &str) -> Option<i64> {
+    ulid::Ulid::from_string(id)
+        .ok()
+        .map(|u| u.timestamp_ms() as i64)
+}
+
+/// An RFC 3339 time as ms since epoch, or why it is not one.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-01T00:00:00Z ({e})"))
+}
+
 /// Rejects JSON nested deeper than `max` arrays/objects, without parsing it.
 pub fn check_depth(body: &[u8], max: usize) -> Result<(), EventError> {
     let (mut depth, mut in_str, mut esc) = (0usize, false, false);

@@ -31,6 +31,22 @@ fn write(dir: &Path, name: &str, v: &serde_json::Value) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// A one-step function `fails` (respond, no retries) and an event of `status` for it.
+fn failing(dir: &Path, status: u16) -> (String, String) {
+    let func = write(
+        dir,
+        "f.json",
+        &json!({"id": "fails", "triggers": [{"event": "go"}], "retries": {"attempts": 0},
+        "steps": {"r": {"path": format!("file://{}", guest("respond").display())}}}),
+    );
+    let event = write(
+        dir,
+        "bad.json",
+        &json!({"name": "go", "data": {"status": status}}),
+    );
+    (func, event)
+}
+
 #[test]
 fn weir_run_runs_the_example_locally_and_exits_0() {
     guest("hello");
@@ -59,17 +75,7 @@ fn weir_run_runs_the_example_locally_and_exits_0() {
 #[test]
 fn weir_run_exits_non_zero_when_the_run_fails_or_nothing_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let func = write(
-        dir.path(),
-        "f.json",
-        &json!({"id": "fails", "triggers": [{"event": "go"}], "retries": {"attempts": 0},
-        "steps": {"r": {"path": format!("file://{}", guest("respond").display())}}}),
-    );
-    let bad = write(
-        dir.path(),
-        "bad.json",
-        &json!({"name": "go", "data": {"status": 404}}),
-    );
+    let (func, bad) = failing(dir.path(), 404);
     let (code, out, _) = weir(&["run", &func, "--event", &bad]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -222,17 +228,7 @@ fn componentize_wraps_a_wat_module() {
 #[test]
 fn json_logs_carry_the_run_and_step_of_a_failing_attempt() {
     let dir = tempfile::tempdir().unwrap();
-    let func = write(
-        dir.path(),
-        "f.json",
-        &json!({"id": "fails", "triggers": [{"event": "go"}], "retries": {"attempts": 0},
-        "steps": {"r": {"path": format!("file://{}", guest("respond").display())}}}),
-    );
-    let bad = write(
-        dir.path(),
-        "bad.json",
-        &json!({"name": "go", "data": {"status": 500}}),
-    );
+    let (func, bad) = failing(dir.path(), 500);
     let (code, out, err) = weir(&[
         "--log-format",
         "json",

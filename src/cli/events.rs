@@ -55,16 +55,9 @@ struct ExportArgs {
 }
 
 fn time(flag: &str, v: &Option<String>, default: i64) -> Result<i64> {
-    match v {
-        None => Ok(default),
-        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| t.timestamp_millis())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "--{flag} `{s}` is not an RFC 3339 time like 2026-11-01T00:00:00Z ({e})"
-                )
-            }),
-    }
+    v.as_deref().map_or(Ok(default), |s| {
+        weir::event::parse_time(s).map_err(|e| anyhow::anyhow!("--{flag} {e}"))
+    })
 }
 
 /// The stored events of the range, oldest first, one JSON line each: the fields
@@ -75,7 +68,7 @@ fn export(a: ExportArgs) -> Result<ExitCode> {
     if from >= to {
         anyhow::bail!("--from must be before --to");
     }
-    let received = |id: &str| ulid::Ulid::from_string(id).map_or(0, |u| u.timestamp_ms() as i64);
+    let received = |id: &str| weir::event::id_time(id).unwrap_or(0);
     let mut lines = Vec::new();
     let mut cursor: Option<String> = None;
     'pages: loop {

@@ -5,16 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::spec::{Selection, MAX_EVENTS};
 use crate::engine::{Engine, EngineError};
+use crate::event::id_time;
 use crate::function::Function;
 use crate::run::Run;
 use crate::store::{ReplayItem, RunFilter};
-
-/// The time a stored event (or run) was received at, from its ULID.
-pub fn id_time(id: &str) -> Option<i64> {
-    ulid::Ulid::from_string(id)
-        .ok()
-        .map(|u| u.timestamp_ms() as i64)
-}
 
 const PAGE: usize = 1_000;
 

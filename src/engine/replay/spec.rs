@@ -95,19 +95,9 @@ impl ReplaySpec {
     /// The range and outcomes selected, checked (`now` ends an open range).
     pub fn selection(&self, now: i64) -> Result<Selection, SpecError> {
         let time = |field: &str, v: &Option<String>, default: i64| -> Result<i64, SpecError> {
-            match v {
-                None => Ok(default),
-                Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.timestamp_millis())
-                    .map_err(|e| {
-                        bad(
-                            field,
-                            format!(
-                                "`{s}` is not an RFC 3339 time like 2026-11-01T00:00:00Z ({e})"
-                            ),
-                        )
-                    }),
-            }
+            v.as_deref().map_or(Ok(default), |s| {
+                crate::event::parse_time(s).map_err(|e| bad(field, e))
+            })
         };
         let from = time("from", &self.from, 0)?;
         let to = time("to", &self.to, now + 1)?;
