@@ -43,11 +43,13 @@ for src in "$here"/rust/*.rs; do
   echo "built rust/$name.rs -> out/$name.wasm"
 done
 
-# The weir that componentizes: $WEIR_BIN if the caller built one (dev.sh builds the
-# release binary it then runs), else the debug build test.sh goes on to use (same
-# features, so nothing is built twice).
-weir="${WEIR_BIN:-}"
-if [ -z "$weir" ]; then
+# The weir that componentizes, built after the packages above are in: with
+# WEIR_PROFILE=release the release binary dev.sh then runs, else the debug build
+# test.sh goes on to use (same features). Either way weir is built once.
+if [ "${WEIR_PROFILE:-}" = release ]; then
+  cargo build --manifest-path "$root/Cargo.toml" --release --bin weir
+  weir="${CARGO_TARGET_DIR:-$root/target}/release/weir"
+else
   cargo build --quiet --manifest-path "$root/Cargo.toml" --features fuzzing --bin weir
   weir="${CARGO_TARGET_DIR:-$root/target}/debug/weir"
 fi

@@ -3,8 +3,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-# One build of weir: the release binary componentizes the WAT guests and then serves.
-cargo build --release --bin weir
-weir="${CARGO_TARGET_DIR:-$root/target}/release/weir"
-WEIR_BIN="$weir" ./guest-examples/build.sh
-exec "$weir" dev "$@"
+# One build of weir (release, after build.sh has installed the packages it needs): it
+# componentizes the WAT guests and then serves.
+WEIR_PROFILE=release ./guest-examples/build.sh
+exec "${CARGO_TARGET_DIR:-$root/target}/release/weir" dev "$@"
