@@ -12,17 +12,8 @@ mkdir -p "$out"
 
 # The guest toolchains come from Debian's packages: install the missing ones (as root, or
 # through sudo), so that a fresh machine with only Rust needs nothing else.
-need=()
-for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if ((${#need[@]})); then
-  echo "installing the guest toolchains: ${need[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
-fi
+"$root/scripts/need.sh" "the C and Rust guest toolchains" \
+  clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32
 command -v clang >/dev/null || { echo "clang is missing: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32" >&2; exit 1; }
 for src in "$here"/c/*.c; do
   name="$(basename "$src" .c)"

@@ -5,6 +5,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 ./guest-examples/build.sh
+# The UI tests drive a real headless Chromium.
+./scripts/need.sh "the UI tests drive a real headless browser" chromium
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

@@ -19,6 +19,7 @@ pub mod run;
 pub mod runtime;
 pub mod schema;
 pub mod store;
+pub mod ui;
 
 pub use engine::{Engine, EngineConfig, EngineError};
 pub use event::Event;

@@ -83,6 +83,20 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// The status's name, as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Sleeping => "sleeping",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether the step will not change again.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -131,6 +145,15 @@ pub struct StepState {
     /// The event that resolved an `async` edge into this step (its stdin's `async`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub async_event: Option<Value>,
+    /// When every incoming edge was resolved and the step was first queued (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<i64>,
+    /// When the first attempt started (ms); with `started_at`, the time spent retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_started_at: Option<i64>,
+    /// What the sandbox measured in the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::runtime::SandboxFigures>,
 }
 
 /// What a wait belongs to.
@@ -278,6 +301,15 @@ impl Run {
                 }
                 if let Some(a) = &s.async_event {
                     v["async"] = a.clone();
+                }
+                if let Some(t) = s.ready_at {
+                    v["ready_at"] = t.into();
+                }
+                if let Some(t) = s.first_started_at {
+                    v["first_started_at"] = t.into();
+                }
+                if let Some(f) = &s.sandbox {
+                    v["sandbox"] = serde_json::to_value(f).unwrap_or_default();
                 }
                 (s.id.clone(), v)
             })

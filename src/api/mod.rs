@@ -100,9 +100,35 @@ impl From<auth::AuthError> for ApiError {
     }
 }
 
+/// Tells the UI who is looking: the open tenant of `weir dev`, else the session's.
+async fn viewer(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let h = req.headers();
+    let viewer = if state.auth.is_open() {
+        crate::ui::Viewer {
+            tenant: state.auth.api_tenant(None).ok(),
+            session: false,
+        }
+    } else {
+        crate::ui::Viewer {
+            tenant: session::session_token(h)
+                .and_then(|t| state.auth.session_tenant(t, crate::event::now_ms()).ok()),
+            session: true,
+        }
+    };
+    req.extensions_mut().insert(viewer);
+    next.run(req).await
+}
+
 /// The whole router.
 pub fn router(state: AppState) -> axum::Router {
+    let ui = crate::ui::routes(state.engine.clone())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), viewer));
     axum::Router::new()
+        .merge(ui)
         .merge(health::routes())
         .merge(events::routes())
         .merge(functions::routes())

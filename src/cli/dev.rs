@@ -111,7 +111,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
     }
     let local = listener.local_addr()?;
     println!(
-        "weir dev ready in {} ms: API http://{local}/v1  events POST http://{local}/e/<any-key>",
+        "weir dev ready in {} ms: UI http://{local}/  API http://{local}/v1  events POST http://{local}/e/<any-key>",
         started.elapsed().as_millis()
     );
     let stopper = engine.clone();

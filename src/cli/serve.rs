@@ -94,7 +94,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("weir serve ready in {} ms: API http://{local}/v1  events POST http://{local}/e/<event-key>", started.elapsed().as_millis());
+    println!("weir serve ready in {} ms: UI http://{local}/  API http://{local}/v1  events POST http://{local}/e/<event-key>", started.elapsed().as_millis());
     let api_config = ApiConfig {
         max_event_body: cfg.ingress.max_body,
         max_events: cfg.ingress.max_events,

@@ -63,6 +63,7 @@ mod tests {
             stdout: stdout.into(),
             stderr: b"note".to_vec(),
             elapsed: Duration::ZERO,
+            figures: None,
         }
     }
 

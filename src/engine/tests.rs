@@ -29,6 +29,7 @@ impl StepRuntime for Ok200 {
                 stdout: br#"{"status":200}"#.to_vec(),
                 stderr: vec![],
                 elapsed: Duration::ZERO,
+                figures: None,
             }
         })
     }

@@ -189,7 +189,7 @@ async fn try_execute(
             error: "interrupted: weir stopped while this attempt ran".into(),
             output: None,
         };
-        return record(engine, &lease, None, f, idx, started, result, None).await;
+        return record(engine, &lease, None, f, idx, started, result, None, None).await;
     }
     let now = now_ms();
     // A corrupt run (its state does not fit its function) must fail, not take the worker
@@ -244,6 +244,7 @@ async fn try_execute(
         .await;
     let took = began.elapsed().as_secs_f64();
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
+    let sandbox = outcome.figures;
     let (result, log) = classify(outcome);
     engine.metrics.step_finished(
         &entry.tenant,
@@ -259,7 +260,7 @@ async fn try_execute(
             tracing::warn!(attempt, "step attempt failed: {error}");
         }
     }
-    record(engine, &lease, Some(run), f, idx, now, result, log).await
+    record(engine, &lease, Some(run), f, idx, now, result, log, sandbox).await
 }
 
 /// What the runtime is asked to execute for step `idx` of `f`: its component, its
@@ -303,6 +304,7 @@ async fn record(
     started: i64,
     result: StepResult,
     log: Option<String>,
+    sandbox: Option<crate::runtime::SandboxFigures>,
 ) -> Result<(), EngineError> {
     let jitter: f64 = rand::random();
     let done = now_ms();
@@ -317,12 +319,15 @@ async fn record(
         Durability::Durable,
         move |r| {
             if std::mem::take(&mut on_claimed) {
-                return dag::complete(&f, r, idx, result.clone(), log.clone(), done, jitter);
+                let c = dag::complete(&f, r, idx, result.clone(), log.clone(), done, jitter)?;
+                r.steps[idx].sandbox = sandbox;
+                return Some(c);
             }
             match dag::on_due(&f, r, idx, due, started) {
                 Due::Execute(mut c) => {
                     let rest =
                         dag::complete(&f, r, idx, result.clone(), log.clone(), done, jitter)?;
+                    r.steps[idx].sandbox = sandbox;
                     c.extend(rest);
                     Some(c)
                 }

@@ -102,6 +102,21 @@ pub struct StepOutcome {
     pub stderr: Vec<u8>,
     /// Wall time spent (instantiate + run).
     pub elapsed: Duration,
+    /// What the sandbox measured, when the step got as far as being instantiated.
+    pub figures: Option<SandboxFigures>,
+}
+
+/// What one execution cost inside the sandbox: shown per step in the run's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct SandboxFigures {
+    /// Time to instantiate the component (µs).
+    pub instantiate_us: u64,
+    /// Time spent running it (µs).
+    pub run_us: u64,
+    /// CPU fuel consumed (roughly one unit per wasm instruction).
+    pub fuel: u64,
+    /// The most linear memory it had at once (bytes).
+    pub memory_peak: u64,
 }
 
 /// What kind of binary a component upload was.

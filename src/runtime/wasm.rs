@@ -18,8 +18,8 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use super::{
-    human_bytes, BoxFuture, ComponentKind, ComponentSource, RuntimeError, StepFailure, StepOutcome,
-    StepRequest, StepRuntime,
+    human_bytes, BoxFuture, ComponentKind, ComponentSource, RuntimeError, SandboxFigures,
+    StepFailure, StepOutcome, StepRequest, StepRuntime,
 };
 
 /// How often the epoch ticks; deadlines are checked (and guests yield) at this pace.
@@ -72,6 +72,8 @@ impl WasiView for Host {
 struct Limiter {
     memory: usize,
     memory_hit: bool,
+    /// The largest size any memory grew to (bytes).
+    peak: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -88,6 +90,7 @@ impl wasmtime::ResourceLimiter for Limiter {
                 human_bytes(self.memory as u64)
             ));
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -344,6 +347,7 @@ impl WasmRuntime {
                     stdout: Vec::new(),
                     stderr: Vec::new(),
                     elapsed: started.elapsed(),
+                    figures: None,
                 }
             }
         };
@@ -365,6 +369,7 @@ impl WasmRuntime {
             limiter: Limiter {
                 memory: limits.memory.min(usize::MAX as u64) as usize,
                 memory_hit: false,
+                peak: 0,
             },
         };
         let mut store = wasmtime::Store::new(&self.engine, host);
@@ -375,6 +380,7 @@ impl WasmRuntime {
                 stdout: Vec::new(),
                 stderr: Vec::new(),
                 elapsed: started.elapsed(),
+                figures: None,
             };
         }
         let deadline = started + limits.timeout;
@@ -386,12 +392,22 @@ impl WasmRuntime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        let fuel_start = limits.fuel.unwrap_or(u64::MAX);
+        let mut instantiated = None;
         let run = async {
             let cmd = pre.instantiate_async(&mut store).await?;
+            instantiated = Some(Instant::now());
             cmd.wasi_cli_run().call_run(&mut store).await
         }
         .await;
+        let ended = Instant::now();
         let memory_hit = store.data().limiter.memory_hit;
+        let figures = instantiated.map(|at| SandboxFigures {
+            instantiate_us: at.duration_since(started).as_micros() as u64,
+            run_us: ended.duration_since(at).as_micros() as u64,
+            fuel: fuel_start.saturating_sub(store.get_fuel().unwrap_or(fuel_start)),
+            memory_peak: store.data().limiter.peak as u64,
+        });
         drop(store);
         let out = stdout.contents().to_vec();
         let err = stderr.contents().to_vec();
@@ -435,6 +451,7 @@ impl WasmRuntime {
             stdout: out,
             stderr: err,
             elapsed: started.elapsed(),
+            figures,
         }
     }
 }

@@ -95,6 +95,9 @@ pub(crate) fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, ev
             edges: vec![Some(true)],
             queued: Some(10),
             async_event: None,
+            ready_at: None,
+            first_started_at: None,
+            sandbox: None,
         }],
         waits: vec![],
         rollout_id: None,
@@ -541,6 +544,31 @@ pub async fn list_runs_pages_and_filters(open: Opener, dir: &Path) {
     };
     assert!(s
         .list_runs("t", &failed, 10, None)
+        .await
+        .unwrap()
+        .data
+        .is_empty());
+    // A function's runs in one status, a page at a time (the UI's most used filter).
+    let status = s.get_run("t", "r0").await.unwrap().unwrap().status;
+    let even_in = RunFilter {
+        function: Some("even".into()),
+        status: Some(status),
+        ..Default::default()
+    };
+    let q1 = s.list_runs("t", &even_in, 2, None).await.unwrap();
+    assert_eq!(ids(&q1), vec!["r4", "r2"]);
+    let q2 = s
+        .list_runs("t", &even_in, 2, q1.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!((ids(&q2), q2.next_cursor), (vec!["r0".to_string()], None));
+    let odd_failed = RunFilter {
+        function: Some("odd".into()),
+        status: Some(RunStatus::Failed),
+        ..Default::default()
+    };
+    assert!(s
+        .list_runs("t", &odd_failed, 10, None)
         .await
         .unwrap()
         .data

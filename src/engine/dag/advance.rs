@@ -37,6 +37,9 @@ pub fn new_run(
             edges: vec![None; s.incoming.len()],
             queued: None,
             async_event: None,
+            ready_at: None,
+            first_started_at: None,
+            sandbox: None,
         })
         .collect();
     let mut run = Run {
@@ -136,6 +139,7 @@ pub(super) fn start_attempt(run: &mut Run, idx: usize, now: i64) {
     st.status = StepStatus::Running;
     st.attempts += 1;
     st.started_at = Some(now);
+    st.first_started_at.get_or_insert(now);
     st.wake_at = None;
     run.status = RunStatus::Running;
 }
@@ -328,6 +332,7 @@ pub(super) fn settle(f: &Function, run: &mut Run, now: i64, change: &mut RunChan
             };
             let st = &mut run.steps[i];
             st.queued = Some(due);
+            st.ready_at = Some(now);
             if sleep > 0 {
                 st.status = StepStatus::Sleeping;
                 st.wake_at = Some(due);

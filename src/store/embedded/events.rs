@@ -129,10 +129,12 @@ pub fn put_new_run(
         &count_key(tenant, &run.function_id, run.status),
         1,
     )?;
+    // The value is the run's function: listing a function's runs in one status then
+    // needs no run decoded that is not shown.
     w.put(
         RUNS_BY_STATUS,
         &status_key(tenant, run.status, &run.id),
-        &[],
+        run.function_id.as_bytes(),
     )?;
     for q in &change.enqueue {
         queue.put(w, q)?;

@@ -59,7 +59,7 @@ pub fn apply_write(
             w.put(
                 RUNS_BY_STATUS,
                 &status_key(&p.tenant, *status, &p.run_id),
-                &[],
+                function.as_bytes(),
             )?;
             let user = p.user.as_deref();
             users::on_status_change(w, &p.tenant, user, &p.run_id, head.status, *status)?;
@@ -186,6 +186,29 @@ pub fn list(
                     }
                 }
             }
+        }
+    } else if let (Some(f), Some(st), None, None) = (
+        &filter.function,
+        filter.status,
+        &filter.replay,
+        &filter.user,
+    ) {
+        // A function's runs in one status: none to look for when its count is zero, else
+        // the status index, whose values name each run's function (entries written
+        // before they did have empty values: those runs are decoded and checked).
+        if counts(r, tenant, f)?.get(&st).copied().unwrap_or(0) > 0 {
+            let pfx = prefix(&[tenant.as_bytes(), st.as_str().as_bytes()]);
+            let plen = pfx.len();
+            scan_below(r, RUNS_BY_STATUS, &pfx, cursor, &mut |k, v| {
+                if !v.is_empty() && v != f.as_bytes() {
+                    return Ok(true);
+                }
+                let id = String::from_utf8_lossy(k.get(plen..).unwrap_or_default()).into_owned();
+                Ok(match get_run(r, tenant, &id)? {
+                    Some(run) => push(run),
+                    None => true,
+                })
+            })?;
         }
     } else if let Some((index, mid)) = filter
         .replay
