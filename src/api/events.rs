@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::shapes::{self, ErrorReply, EventBatch, EventPage, Forbidden, Ids, Unauthorized};
 use super::{read_body, ApiError, AppState, Query};
 use crate::event::{check_depth, parse_batch, EventError};
 use crate::store::{EventFilter, StoredEvent};
@@ -20,6 +21,24 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/events/{id}", get(one))
 }
 
+/// Send events with the event key as a bearer token
+///
+/// As `POST /e/{key}`, with the key in `Authorization: Bearer <key>`.
+#[utoipa::path(
+    post,
+    path = "/e",
+    operation_id = "send_events_bearer",
+    tag = "events",
+    security(("eventKey" = [])),
+    request_body = EventBatch,
+    responses(
+        (status = 200, description = "Stored (durable before the reply)", body = Ids),
+        (status = 400, description = "Bad JSON or a bad event, naming its index and field (`invalid_event`, `too_deep`), or refused by its schema (`schema_violation`, `unknown_schema_version`): nothing of the request is stored", body = ErrorReply),
+        (status = 401, description = "Missing or unknown event key (`unauthorized`)", body = ErrorReply),
+        (status = 413, description = "Body or batch too large (`payload_too_large`, `too_many_events`)", body = ErrorReply),
+        (status = 429, description = "Too many events waiting (`busy`); see Retry-After", body = ErrorReply),
+    )
+)]
 async fn ingest_bearer(
     state: State<AppState>,
     headers: HeaderMap,
@@ -35,6 +54,26 @@ async fn ingest_bearer(
     ingest(state, Path(key), body).await
 }
 
+/// Send one event or an array (durable before the reply)
+///
+/// Each event gets an id, in order. A `ts` in the future delays the event until then; a
+/// repeated idempotency `id` is accepted but triggers nothing.
+#[utoipa::path(
+    post,
+    path = "/e/{key}",
+    operation_id = "send_events",
+    tag = "events",
+    security(("eventKey" = [])),
+    params(("key" = String, Path, description = "An event key (any key under `weir dev`)")),
+    request_body = EventBatch,
+    responses(
+        (status = 200, description = "Stored (durable before the reply)", body = Ids),
+        (status = 400, description = "Bad JSON or a bad event, naming its index and field (`invalid_event`, `too_deep`), or refused by its schema (`schema_violation`, `unknown_schema_version`): nothing of the request is stored", body = ErrorReply),
+        (status = 401, description = "Unknown event key (`unauthorized`)", body = ErrorReply),
+        (status = 413, description = "Body or batch too large (`payload_too_large`, `too_many_events`)", body = ErrorReply),
+        (status = 429, description = "Too many events waiting (`busy`); see Retry-After", body = ErrorReply),
+    )
+)]
 async fn ingest(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -69,6 +108,21 @@ pub(super) fn event_json(se: &StoredEvent) -> Value {
     v
 }
 
+/// An event and the runs it started
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    operation_id = "get_event",
+    tag = "events",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 200, description = "The event", body = shapes::StoredEvent),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "Not found for this tenant (`event_not_found`)", body = ErrorReply),
+    )
+)]
 async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -78,15 +132,34 @@ async fn one(
     Ok(Json(event_json(&state.engine.event(&tenant, &id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only events of this name.
     name: Option<String>,
+    /// At most this many (1–1000, default 50).
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// Only events stored with schema errors.
+    /// `true`: only events stored with `schema_errors` (accepted by a `warn`-mode schema).
     invalid: Option<bool>,
 }
 
+/// Events, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "list_events",
+    tag = "events",
+    security(("apiKey" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "A malformed query (`invalid_query`)", body = ErrorReply),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::shapes::{Deployed, ErrorReply, Forbidden, FunctionDetail, FunctionList, Unauthorized};
 use super::{read_body, ApiError, AppState};
 use crate::function::FunctionDef;
 
@@ -16,6 +17,26 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/functions/{id}", get(one))
 }
 
+/// Deploy a new version
+///
+/// A changed definition becomes a new immutable version; an unchanged one keeps its
+/// version. Over HTTP each wasm step names a component uploaded before
+/// (`PUT /v1/components/{sha256}`) as `sha256:<hex>`.
+#[utoipa::path(
+    post,
+    path = "/v1/functions",
+    operation_id = "deploy_function",
+    tag = "functions",
+    security(("apiKey" = [])),
+    request_body = super::shapes::FunctionDef,
+    responses(
+        (status = 200, description = "Deployed", body = Deployed),
+        (status = 400, description = "Refused, naming the step and field (`invalid_definition`, `invalid_function`, …)", body = ErrorReply),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, description = "Body over 1 MiB (`payload_too_large`)", body = ErrorReply),
+    )
+)]
 async fn deploy(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -29,6 +50,19 @@ async fn deploy(
     Ok(Json(json!({"id": id, "version": version})))
 }
 
+/// Latest version of every function, with run counts
+#[utoipa::path(
+    get,
+    path = "/v1/functions",
+    operation_id = "list_functions",
+    tag = "functions",
+    security(("apiKey" = [])),
+    responses(
+        (status = 200, description = "Every function", body = FunctionList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
     let mut data = Vec::new();
@@ -52,6 +86,21 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<
     Ok(Json(json!({"data": data})))
 }
 
+/// A function: definition, versions, run counts by status
+#[utoipa::path(
+    get,
+    path = "/v1/functions/{id}",
+    operation_id = "get_function",
+    tag = "functions",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The function's id")),
+    responses(
+        (status = 200, description = "The function", body = FunctionDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such function for this tenant (`function_not_found`)", body = ErrorReply),
+    )
+)]
 async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,

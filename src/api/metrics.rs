@@ -85,6 +85,15 @@ fn tenant(t: &str) -> Labels {
     vec![("tenant", t.to_string())]
 }
 
+/// Prometheus metrics in the OpenMetrics text format
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "The exposition", body = String,
+        content_type = "application/openmetrics-text"))
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let engine = &state.engine;
     let s = engine.stats();

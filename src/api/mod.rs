@@ -6,11 +6,13 @@ mod events;
 mod functions;
 mod health;
 mod metrics;
+mod openapi;
 mod replays;
 mod rollouts;
 mod runs;
 mod schemas;
 mod session;
+mod shapes;
 mod stream;
 mod users;
 

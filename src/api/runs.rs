@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::shapes::{ErrorReply, Forbidden, Run, RunPage, Unauthorized};
 use super::{ApiError, AppState, Query};
 use crate::run::RunStatus;
 use crate::store::RunFilter;
@@ -18,17 +19,41 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/runs/{id}/cancel", axum::routing::post(cancel))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only runs of this function.
     function: Option<String>,
+    /// Only runs in this status.
+    #[param(value_type = Option<super::shapes::RunStatus>)]
     status: Option<String>,
+    /// Only runs of this user (`event.user.id`).
     user: Option<String>,
+    /// Only runs started by this event.
     event: Option<String>,
+    /// Only runs started by this replay.
     replay: Option<String>,
+    /// At most this many (1–1000, default 50).
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Runs, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/runs",
+    operation_id = "list_runs",
+    tag = "runs",
+    security(("apiKey" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = RunPage),
+        (status = 400, description = "A malformed query, e.g. an unknown status (`invalid_query`)", body = ErrorReply),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -58,6 +83,21 @@ async fn list(
     })))
 }
 
+/// A run with each step's state
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    operation_id = "get_run",
+    tag = "runs",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = Run),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "Not found for this tenant (`run_not_found`)", body = ErrorReply),
+    )
+)]
 async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -67,6 +107,21 @@ async fn one(
     Ok(Json(state.engine.run(&tenant, &id).await?.to_api()))
 }
 
+/// Cancel a run (a finished run is returned unchanged)
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/cancel",
+    operation_id = "cancel_run",
+    tag = "runs",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = Run),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "Not found for this tenant (`run_not_found`)", body = ErrorReply),
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::shapes::{ErrorReply, LoggedOut, Session};
 use super::{read_body, ApiError, AppState};
 use crate::event::now_ms;
 
@@ -37,9 +38,10 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
+    /// An API key of the tenant.
     api_key: String,
 }
 
@@ -50,6 +52,26 @@ fn cookie(value: &str, max_age_s: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Log a browser in with an API key
+///
+/// Sets an HttpOnly, SameSite=Strict `weir_session` cookie (12 h) that stands for the key
+/// on `/v1`; a state-changing request with only the cookie must come from the same origin
+/// (else 403 `cross_origin`).
+#[utoipa::path(
+    post,
+    path = "/v1/session",
+    operation_id = "login",
+    tag = "session",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in", body = Session,
+            headers(("Set-Cookie" = String, description = "`weir_session=…; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200`"))),
+        (status = 400, description = "Not `{\"api_key\": \"…\"}` (`invalid_login`)", body = ErrorReply),
+        (status = 401, description = "Unknown key (`unauthorized`)", body = ErrorReply),
+        (status = 403, description = "An event key (`forbidden`)", body = ErrorReply),
+        (status = 413, description = "Body over 4 KiB (`payload_too_large`)", body = ErrorReply),
+    )
+)]
 async fn login(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, 4 << 10).await?;
     let l: Login = serde_json::from_slice(&bytes).map_err(|e| {
@@ -68,6 +90,18 @@ async fn login(State(state): State<AppState>, body: Body) -> Result<Response, Ap
     Ok(resp)
 }
 
+/// End the session of the request's cookie and clear it
+#[utoipa::path(
+    delete,
+    path = "/v1/session",
+    operation_id = "logout",
+    tag = "session",
+    responses(
+        (status = 200, description = "Logged out (also without a session)", body = LoggedOut,
+            headers(("Set-Cookie" = String, description = "`weir_session=; …; Max-Age=0`"))),
+        (status = 403, description = "Only the cookie, from another origin (`cross_origin`)", body = ErrorReply),
+    )
+)]
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(t) = session_token(&headers) {
         state.auth.logout(t);

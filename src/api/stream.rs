@@ -14,6 +14,8 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::shapes::ErrorReply;
+use super::shapes::{Forbidden, Unauthorized};
 use super::{ApiError, AppState, Query};
 use crate::engine::stream::Update;
 
@@ -21,9 +23,12 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/stream", get(stream))
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Only updates of this function's runs and rollouts.
     function: Option<String>,
+    /// Only updates of this user's events and runs.
     user: Option<String>,
 }
 
@@ -36,6 +41,26 @@ impl StreamQuery {
     }
 }
 
+/// The tenant's live updates as Server-Sent Events
+///
+/// `ready` first, then `event.received` `{id, name, user_id}`, `run.updated` `{run_id,
+/// function_id, user_id, status, step?, step_status?}`, `rollout.changed` `{function_id,
+/// rollout_id, status}`; `lagged` `{missed}` when a slow reader missed updates. Kept alive
+/// with comments; it never ends by itself.
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    operation_id = "stream",
+    tag = "stream",
+    security(("apiKey" = [])),
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "An event stream", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A malformed query (`invalid_query`)", body = ErrorReply),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::events::event_json;
+use super::shapes::{
+    ErrorReply, Forbidden, TimelinePage, Unauthorized, UserDetail, UserErasure, UserPage,
+};
 use super::{ApiError, AppState, Query};
 use crate::run::{Run, StepStatus};
 use crate::store::{TimelineItem, UserSummary};
@@ -20,10 +23,14 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/users/{id}/timeline", get(timeline))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only user ids starting with this.
     prefix: Option<String>,
+    /// At most this many (1–1000, default 50).
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -81,6 +88,21 @@ fn run_summary(r: &Run) -> Value {
     })
 }
 
+/// Users by last activity, most recent first
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    operation_id = "list_users",
+    tag = "users",
+    security(("apiKey" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, description = "A malformed `limit` or `cursor` (`invalid_query`)", body = ErrorReply),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -98,6 +120,21 @@ async fn list(
     })))
 }
 
+/// One user: counts, the latest `user` object, runs sleeping or waiting now, recent failed runs
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    operation_id = "get_user",
+    tag = "users",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The user id (`event.user.id`)")),
+    responses(
+        (status = 200, description = "The user", body = UserDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such user for this tenant (`user_not_found`)", body = ErrorReply),
+    )
+)]
 async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -113,12 +150,31 @@ async fn one(
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TimelineQuery {
+    /// At most this many (1–1000, default 50).
     limit: Option<usize>,
+    /// The id of the last entry shown (`next_cursor`).
     cursor: Option<String>,
 }
 
+/// The user's events and runs interleaved, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/timeline",
+    operation_id = "get_user_timeline",
+    tag = "users",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The user id (`event.user.id`)"), TimelineQuery),
+    responses(
+        (status = 200, description = "A page of timeline entries", body = TimelinePage),
+        (status = 400, description = "A malformed `limit` or `cursor` (`invalid_query`)", body = ErrorReply),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such user for this tenant (`user_not_found`)", body = ErrorReply),
+    )
+)]
 async fn timeline(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -147,6 +203,25 @@ async fn timeline(
     Ok(Json(json!({"data": data, "next_cursor": page.next_cursor})))
 }
 
+/// Erase the user's payloads
+///
+/// Cancels their unfinished runs, then removes the data of every event and run stored so
+/// far (ids, names, times, statuses and counts are kept). Events sent later are stored as
+/// ever.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}",
+    operation_id = "erase_user",
+    tag = "users",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The user id (`event.user.id`)")),
+    responses(
+        (status = 200, description = "What was erased", body = UserErasure),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such user for this tenant (`user_not_found`)", body = ErrorReply),
+    )
+)]
 async fn erase(
     State(state): State<AppState>,
     headers: HeaderMap,
