@@ -309,7 +309,8 @@ impl Run {
                     v["first_started_at"] = t.into();
                 }
                 if let Some(f) = &s.sandbox {
-                    v["sandbox"] = serde_json::to_value(f).unwrap_or_default();
+                    v["sandbox"] = serde_json::json!({"instantiate_us": f.instantiate_us,
+                        "run_us": f.run_us, "fuel": f.fuel, "memory_peak": f.memory_peak});
                 }
                 (s.id.clone(), v)
             })

@@ -145,3 +145,39 @@ api_keys = ["api_good_0001"]
     assert_eq!(done["status"], "failed");
     assert_eq!(done["steps"]["s"]["attempts"], 3);
 }
+
+#[test]
+fn each_step_records_what_the_sandbox_measured() {
+    let s = Server::start();
+    s.deploy_ok(one_step("fig", "fig/go", "hello", json!({})));
+    let run = s.send_and_finish(json!({"name": "fig/go", "data": {"name": "Ada"}}));
+    let step = &run["steps"]["s"];
+    assert_eq!(step["status"], "completed", "{run}");
+    let f = &step["sandbox"];
+    // A C guest runs thousands of instructions and has at least one 64 KiB wasm page.
+    assert!(f["fuel"].as_u64().unwrap() > 1_000, "{f}");
+    assert!(f["memory_peak"].as_u64().unwrap() >= 65_536, "{f}");
+    assert!(
+        f["instantiate_us"].as_u64().is_some() && f["run_us"].as_u64().is_some(),
+        "{f}"
+    );
+    // The timeline's marks: ready, then started, then ended.
+    let (ready, first, ended) = (
+        step["ready_at"].as_i64().unwrap(),
+        step["first_started_at"].as_i64().unwrap(),
+        step["ended_at"].as_i64().unwrap(),
+    );
+    assert!(ready <= first && first <= ended, "{step}");
+    // A step that dies at its memory limit still shows how far it got.
+    s.deploy_ok(one_step(
+        "bomb",
+        "bomb/go",
+        "membomb",
+        json!({"limits": {"memory": "8MiB"}}),
+    ));
+    let run = s.send_and_finish(json!({"name": "bomb/go", "data": {}}));
+    let peak = run["steps"]["s"]["sandbox"]["memory_peak"]
+        .as_u64()
+        .unwrap();
+    assert!(peak > 65_536 && peak <= 8 << 20, "{run}");
+}

@@ -107,7 +107,10 @@ pub struct StepOutcome {
 }
 
 /// What one execution cost inside the sandbox: shown per step in the run's record.
+/// Stored as `[instantiate_us, run_us, fuel, memory_peak]`: every write of a run
+/// re-encodes it, so it is kept short; the API shows it as an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "[u64; 4]", into = "[u64; 4]")]
 pub struct SandboxFigures {
     /// Time to instantiate the component (µs).
     pub instantiate_us: u64,
@@ -117,6 +120,23 @@ pub struct SandboxFigures {
     pub fuel: u64,
     /// The most linear memory it had at once (bytes).
     pub memory_peak: u64,
+}
+
+impl From<[u64; 4]> for SandboxFigures {
+    fn from(a: [u64; 4]) -> Self {
+        Self {
+            instantiate_us: a[0],
+            run_us: a[1],
+            fuel: a[2],
+            memory_peak: a[3],
+        }
+    }
+}
+
+impl From<SandboxFigures> for [u64; 4] {
+    fn from(f: SandboxFigures) -> Self {
+        [f.instantiate_us, f.run_us, f.fuel, f.memory_peak]
+    }
 }
 
 /// What kind of binary a component upload was.
