@@ -116,6 +116,16 @@ async fn wait_for(page: &Page, expr: &str, what: &str) -> Value {
     }
 }
 
+/// Clicks the element `selector` finds, as a user would (mouse events over CDP).
+async fn click(page: &Page, selector: &str) {
+    page.find_element(selector)
+        .await
+        .unwrap_or_else(|e| panic!("no {selector} on the page: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Goes to `url` in `page` and waits for the load.
 async fn goto(page: &Page, url: &str) {
     page.goto(url).await.unwrap();
@@ -180,12 +190,7 @@ async fn an_event_sent_from_the_form_runs_live_and_its_run_user_and_steps_can_be
         "(t => { t.value = '{\"name\": \"demo/hello\",'; t.dispatchEvent(new Event('input')) })(document.querySelector('#send-form textarea'))",
     )
     .await;
-    page.find_element("#send-form button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#send-form button[type=submit]").await;
     let err = wait_for(
         &page,
         "document.querySelector('#send-result .error')?.innerText",
@@ -210,12 +215,7 @@ async fn an_event_sent_from_the_form_runs_live_and_its_run_user_and_steps_can_be
             user: {id: "ada", email: "ada@example.com"}}, null, 2); t.dispatchEvent(new Event('input')) })(document.querySelector('#send-form textarea'))"#,
     )
     .await;
-    page.find_element("#send-form button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#send-form button[type=submit]").await;
     wait_for(
         &page,
         "document.querySelector('#send-result .ok')?.innerText",
@@ -245,12 +245,7 @@ async fn an_event_sent_from_the_form_runs_live_and_its_run_user_and_steps_can_be
     shot(&page, "events").await;
 
     // The run page: its DAG with every step's status.
-    page.find_element(&format!("#sent-runs a[href='/runs/{run_id}']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, &format!("#sent-runs a[href='/runs/{run_id}']")).await;
     wait_for(
         &page,
         &format!("location.pathname === '/runs/{run_id}' && !!document.querySelector('svg.dag')"),
@@ -277,12 +272,7 @@ async fn an_event_sent_from_the_form_runs_live_and_its_run_user_and_steps_can_be
     .await;
     assert_eq!(segs, json!(3), "each step's run time is on the waterfall");
     // A step's output (and its sandbox figures) when it is opened.
-    page.find_element("#step-shout > summary")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#step-shout > summary").await;
     let out = wait_for(
         &page,
         "document.querySelector('#step-shout[open] .step-body')?.innerText",
@@ -376,12 +366,7 @@ async fn a_tenant_logged_in_through_the_ui_sees_nothing_of_the_other() {
         "document.querySelector('#login-form input').value = 'wrong-key'",
     )
     .await;
-    page.find_element("#login-form button")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#login-form button").await;
     let err = wait_for(
         &page,
         "document.querySelector('#login-error').innerText",
@@ -395,12 +380,7 @@ async fn a_tenant_logged_in_through_the_ui_sees_nothing_of_the_other() {
         "document.querySelector('#login-form input').value = 'api_acme_0001'",
     )
     .await;
-    page.find_element("#login-form button")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#login-form button").await;
     wait_for(
         &page,
         "location.pathname === '/runs' && !!document.querySelector('#runs-rows')",
@@ -435,12 +415,7 @@ async fn a_tenant_logged_in_through_the_ui_sees_nothing_of_the_other() {
     assert!(t.as_str().unwrap().contains("run_not_found"), "{t}");
     // Logging out ends the session.
     goto(&page, &format!("{}/", acme.url)).await;
-    page.find_element("[data-logout]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "[data-logout]").await;
     wait_for(
         &page,
         "location.pathname === '/login'",
