@@ -167,3 +167,22 @@ fn the_stream_is_per_tenant_and_filters_by_user() {
     let (st, _, _) = a.request("GET", "/v1/stream", None, Some("evt_acme_0001"));
     assert_eq!(st, 403);
 }
+
+#[test]
+fn a_deploy_is_announced_to_the_functions_listeners_only() {
+    let s = Server::start();
+    s.deploy_ok(one_step("f", "go", "echo", json!({})));
+    let mine = listen(&s, "/v1/stream?function=f", None);
+    let other = listen(&s, "/v1/stream?function=g", None);
+    assert_eq!(s.deploy_ok(one_step("f", "go", "hello", json!({}))), 2);
+    let got = until(&mine, |n, _| n == "function.deployed");
+    assert_eq!(
+        got.last().unwrap().1,
+        json!({"type": "function.deployed", "function_id": "f", "version": 2})
+    );
+    // `g`'s listener hears its own deploy, and nothing of `f`'s before it.
+    s.deploy_ok(one_step("g", "go", "echo", json!({})));
+    let got = until(&other, |n, _| n == "function.deployed");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["function_id"], "g");
+}

@@ -313,6 +313,26 @@ async fn an_event_sent_from_the_form_runs_live_and_its_run_user_and_steps_can_be
     shot(&page, "overview").await;
     goto(&page, &format!("{}/functions/hello-chain", s.url)).await;
     shot(&page, "function").await;
+    // A new version deployed meanwhile (as `weir dev` does for a saved file) is announced.
+    wait_for(
+        &page,
+        "document.body.dataset.live === 'on'",
+        "the live stream",
+    )
+    .await;
+    let mut v2 = hello_chain();
+    v2["retries"]["attempts"] = json!(3);
+    assert_eq!(s.deploy_ok(v2), 2);
+    let notice = wait_for(
+        &page,
+        "document.querySelector('#notice')?.innerText",
+        "the deploy notice",
+    )
+    .await;
+    assert!(
+        notice.as_str().unwrap().contains("hello-chain v2 deployed"),
+        "{notice}"
+    );
     if std::env::var_os("WEIR_SCREENSHOTS").is_some() {
         let dark = chrome.open(&format!("{}/runs/{run_id}", s.url)).await;
         dark.emulate_media_features(vec![MediaFeature {

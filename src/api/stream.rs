@@ -1,5 +1,5 @@
 //! `GET /v1/stream`: the tenant's live updates as Server-Sent Events (`event.received`,
-//! `run.updated`, `rollout.changed`), optionally only those of one function or user.
+//! `run.updated`, `rollout.changed`, `function.deployed`), optionally only those of one function or user.
 //! The first event, `ready`, says the subscription is live; `lagged` says how many
 //! updates a slow reader missed.
 
@@ -45,7 +45,8 @@ impl StreamQuery {
 ///
 /// `ready` first, then `event.received` `{id, name, user_id}`, `run.updated` `{run_id,
 /// function_id, user_id, status, step?, step_status?}`, `rollout.changed` `{function_id,
-/// rollout_id, status}`; `lagged` `{missed}` when a slow reader missed updates. Kept alive
+/// rollout_id, status}`, `function.deployed` `{function_id, version}`; `lagged` `{missed}`
+/// when a slow reader missed updates. Kept alive
 /// with comments; it never ends by itself.
 #[utoipa::path(
     get,

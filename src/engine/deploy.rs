@@ -124,6 +124,13 @@ impl Engine {
         let f = Function::compile(def.clone(), version, |_, _| Ok(()))?;
         self.registry.insert(tenant, Arc::new(f));
         tracing::info!(tenant, function = def.id, version, "deployed");
+        if self.bus.active() {
+            let u = super::stream::Update::FunctionDeployed {
+                function_id: def.id.clone(),
+                version,
+            };
+            self.bus.publish(tenant, u);
+        }
         Ok((def.id, version))
     }
 

@@ -47,6 +47,15 @@ pub enum Update {
         #[serde(skip_serializing_if = "Option::is_none")]
         step_status: Option<StepStatus>,
     },
+    /// A new version of a function was deployed (by the API, `weir deploy`, or
+    /// `weir dev` reloading a changed file).
+    #[serde(rename = "function.deployed")]
+    FunctionDeployed {
+        /// The function.
+        function_id: String,
+        /// Its new version.
+        version: u64,
+    },
     /// A function's rollout was set, promoted or rolled back.
     #[serde(rename = "rollout.changed")]
     RolloutChanged {
@@ -66,15 +75,16 @@ impl Update {
             Update::EventReceived { .. } => "event.received",
             Update::RunUpdated { .. } => "run.updated",
             Update::RolloutChanged { .. } => "rollout.changed",
+            Update::FunctionDeployed { .. } => "function.deployed",
         }
     }
 
     /// The function it concerns, if any.
     pub fn function(&self) -> Option<&str> {
         match self {
-            Update::RunUpdated { function_id, .. } | Update::RolloutChanged { function_id, .. } => {
-                Some(function_id)
-            }
+            Update::RunUpdated { function_id, .. }
+            | Update::RolloutChanged { function_id, .. }
+            | Update::FunctionDeployed { function_id, .. } => Some(function_id),
             Update::EventReceived { .. } => None,
         }
     }
@@ -85,7 +95,7 @@ impl Update {
             Update::RunUpdated { user_id, .. } | Update::EventReceived { user_id, .. } => {
                 user_id.as_deref()
             }
-            Update::RolloutChanged { .. } => None,
+            Update::RolloutChanged { .. } | Update::FunctionDeployed { .. } => None,
         }
     }
 

@@ -522,9 +522,17 @@ fn agrees_with_cel_interpreter_on_value_or_error() {
     let (exprs, events) = corpus();
     let mut disagree = Vec::new();
     let (mut compared, mut values) = (0, 0);
-    // cel-interpreter panics on some of these on purpose; keep the output readable.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // cel-interpreter panics on some of these on purpose; keep the output readable —
+    // of this thread only: tests running beside it keep their panic messages.
+    let hook: std::sync::Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync> =
+        std::sync::Arc::from(std::panic::take_hook());
+    let me = std::thread::current().id();
+    let others = hook.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != me {
+            others(info)
+        }
+    }));
     for event in &events {
         let vars = vars_of(event);
         for src in &exprs {
@@ -557,7 +565,7 @@ fn agrees_with_cel_interpreter_on_value_or_error() {
             }
         }
     }
-    std::panic::set_hook(hook);
+    std::panic::set_hook(Box::new(move |info| hook(info)));
     eprintln!("compared {compared}, {values} with a value on both sides");
     assert!(compared > 500 && values > 250, "{compared} {values}");
     assert!(

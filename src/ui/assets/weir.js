@@ -6,7 +6,7 @@
 (function () {
   "use strict";
   var parts = [];
-  var kinds = { "run.updated": "run", "event.received": "event", "rollout.changed": "rollout" };
+  var kinds = { "run.updated": "run", "event.received": "event", "rollout.changed": "rollout", "function.deployed": "function" };
 
   // Parts that arrive later (in a swapped fragment) are refreshed once as they are
   // registered, so that updates sent before they existed are not missed.
@@ -41,7 +41,24 @@
     }, 80);
   }
 
+  // A deploy (weir dev reloading a saved file, say) is announced on whatever page is open.
+  function notice(data) {
+    var n = document.getElementById("notice");
+    if (!n) {
+      n = document.createElement("div");
+      n.id = "notice"; n.className = "notice"; n.setAttribute("role", "status");
+      document.body.appendChild(n);
+    }
+    n.textContent = "";
+    var a = document.createElement("a");
+    a.href = "/functions/" + encodeURIComponent(data.function_id);
+    a.textContent = data.function_id + " v" + data.version;
+    n.appendChild(a);
+    n.appendChild(document.createTextNode(" deployed; new runs take it unless a rollout says otherwise"));
+  }
+
   function onUpdate(kind, data) {
+    if (kind === "function" && data) notice(data);
     parts.forEach(function (el) {
       var s = el._weir;
       if (s.kinds.indexOf(kind) < 0) return;
