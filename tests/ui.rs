@@ -116,14 +116,22 @@ async fn wait_for(page: &Page, expr: &str, what: &str) -> Value {
     }
 }
 
-/// Clicks the element `selector` finds, as a user would (mouse events over CDP).
+/// Clicks the element `selector` finds, as a user would (mouse events over CDP). A live
+/// part may re-render the element between finding and clicking it: then it is found
+/// again, until a deadline.
 async fn click(page: &Page, selector: &str) {
-    page.find_element(selector)
-        .await
-        .unwrap_or_else(|e| panic!("no {selector} on the page: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let err = match page.find_element(selector).await {
+            Ok(el) => match el.click().await {
+                Ok(_) => return,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        assert!(Instant::now() < deadline, "cannot click {selector}: {err}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Goes to `url` in `page` and waits for the load.

@@ -211,7 +211,7 @@ impl IntoResponse for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::NotFound { .. } | EngineError::NoRollout { .. } => StatusCode::NOT_FOUND,
+            e if e.is_not_found() => StatusCode::NOT_FOUND,
             EngineError::Schema(s) if s.is_conflict() => StatusCode::CONFLICT,
             EngineError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,

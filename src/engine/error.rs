@@ -135,6 +135,14 @@ impl EngineError {
         }
     }
 
+    /// Whether what was asked for does not exist (a 404 on every face).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            EngineError::NotFound { .. } | EngineError::NoRollout { .. }
+        )
+    }
+
     /// Whether the caller's request is at fault (a 4xx), as opposed to weir (a 5xx).
     pub fn is_client_error(&self) -> bool {
         !matches!(

@@ -81,6 +81,17 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
+/// `url` with `rest` (`k=v&…`) added to its query string.
+pub fn and_query(url: &str, rest: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{rest}")
+}
+
+/// A query parameter's value, unless it is absent or empty (as a form sends it).
+pub fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
 /// A query string from the pairs whose value is set: `?a=1&b=x`, or empty.
 pub fn query(pairs: &[(&str, Option<&str>)]) -> String {
     let parts: Vec<String> = pairs
@@ -125,6 +136,8 @@ mod tests {
             "?function=a%20b"
         );
         assert_eq!(query(&[("x", None)]), "");
+        assert_eq!(and_query("/runs", "part=rows"), "/runs?part=rows");
+        assert_eq!(and_query("/runs?a=1", "part=rows"), "/runs?a=1&part=rows");
         assert_eq!(url_encode("/runs?x=1&y"), "%2Fruns%3Fx%3D1%26y");
     }
 }

@@ -126,7 +126,7 @@ pub fn pager(base: &str, next: Option<&str>) -> Markup {
     html! {
         @if let Some(c) = next {
             p.pager {
-                a href={(base) (if base.contains('?') { "&" } else { "?" }) "cursor=" (fmt::url_encode(c))} { "Older →" }
+                a href=(fmt::and_query(base, &format!("cursor={}", fmt::url_encode(c)))) { "Older →" }
             }
         }
     }

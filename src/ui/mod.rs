@@ -143,7 +143,7 @@ impl From<EngineError> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
-            EngineError::NotFound { .. } | EngineError::NoRollout { .. } => StatusCode::NOT_FOUND,
+            e if e.is_not_found() => StatusCode::NOT_FOUND,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

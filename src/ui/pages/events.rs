@@ -8,8 +8,9 @@ use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::super::fmt::{self, set};
 use super::super::layout::{self, Nav};
-use super::super::{fmt, Page, PageError, Tenant, Ui};
+use super::super::{Page, PageError, Tenant, Ui};
 use crate::event::now_ms;
 use crate::store::{RunFilter, StoredEvent};
 
@@ -43,10 +44,6 @@ pub fn rows(events: &[StoredEvent]) -> Markup {
     }
 }
 
-fn set(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.is_empty())
-}
-
 pub async fn page(
     State(ui): State<Ui>,
     t: Tenant,
@@ -69,9 +66,9 @@ pub async fn page(
     );
     let base = fmt::query(&[("name", name)]);
     let live = set(&q.cursor).is_none();
-    let src = format!(
-        "/events{base}{}part=rows&limit={limit}",
-        if base.is_empty() { "?" } else { "&" }
+    let src = fmt::and_query(
+        &format!("/events{base}"),
+        &format!("part=rows&limit={limit}"),
     );
     let body = html! {
         @if live { div hidden data-stream="/v1/stream" {} }

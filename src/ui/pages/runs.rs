@@ -6,8 +6,9 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::super::fmt::{self, set};
 use super::super::layout::{self, Nav};
-use super::super::{fmt, PageError, Tenant, Ui};
+use super::super::{PageError, Tenant, Ui};
 use crate::engine::EngineError;
 use crate::event::now_ms;
 use crate::run::{Run, RunStatus};
@@ -27,10 +28,6 @@ pub struct RunsQuery {
     limit: Option<usize>,
     /// `rows`: only the table's rows (what the live refresh asks for).
     part: Option<String>,
-}
-
-fn set(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.is_empty())
 }
 
 /// A time from the filter form (UTC): RFC 3339, or `YYYY-MM-DDTHH:MM[:SS]`.
@@ -99,11 +96,7 @@ pub async fn page(
         ("before", set(&q.before)),
     ]);
     let live = cursor.is_none();
-    let rows_src = format!(
-        "/runs{}{}part=rows&limit={limit}",
-        base,
-        if base.is_empty() { "?" } else { "&" }
-    );
+    let rows_src = fmt::and_query(&format!("/runs{base}"), &format!("part=rows&limit={limit}"));
     let stream = format!(
         "/v1/stream{}",
         fmt::query(&[("function", set(&q.function)), ("user", set(&q.user))])
