@@ -17,7 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weir::expr::Expr;
 use weir::runtime::wasm::{componentize, WasmConfig, WasmRuntime};
 use weir::runtime::MemorySource;
-use weir::runtime::{ResolvedLimits, StepRequest, StepRuntime};
+use weir::runtime::{ResolvedLimits, StepRequest, StepRuntime, Target};
 
 const GUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-examples/out/hello.wasm");
 
@@ -53,13 +53,16 @@ fn step_vs_raw(c: &mut Criterion) {
     let sha = hex::encode(Sha256::digest(&module));
     store.insert_component("t", &sha, module.clone());
     let runtime = WasmRuntime::new(store, WasmConfig::default()).unwrap();
-    rt.block_on(runtime.prepare("t", &sha)).unwrap();
+    let target = Target::Wasm { component: sha };
+    rt.block_on(runtime.prepare("t", &target)).unwrap();
     let req = StepRequest {
         tenant: "t".into(),
-        component: sha,
+        target,
         stdin: stdin(),
         limits: ResolvedLimits::default(),
         env: vec![],
+        attempt: Default::default(),
+        cancel: Default::default(),
     };
     let check = rt.block_on(runtime.run(req.clone()));
     assert!(

@@ -56,6 +56,23 @@ struct Raw {
     ingress: RawIngress,
     #[serde(default)]
     tenants: Vec<RawTenant>,
+    #[serde(default)]
+    docker: RawDocker,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    allow_private_networks: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +105,7 @@ struct RawTenant {
     #[serde(default)]
     api_keys: Vec<String>,
     max_concurrent_steps: Option<usize>,
+    signing_key: Option<String>,
 }
 
 /// A tenant and its keys (each key as given: plain, or `sha256:<hex>` of the key).
@@ -101,6 +119,8 @@ pub struct TenantConfig {
     pub api_keys: Vec<String>,
     /// Most steps of this tenant executing at once.
     pub max_concurrent_steps: Option<usize>,
+    /// The key its http steps' requests are signed with (`X-Weir-Signature`).
+    pub signing_key: Option<String>,
 }
 
 /// Limits on what clients may send.
@@ -160,6 +180,12 @@ pub struct Config {
     pub cel_cost: u64,
     /// Tenants.
     pub tenants: Vec<TenantConfig>,
+    /// The Docker engine's socket for docker steps (`[docker] host`), if set; else
+    /// `DOCKER_HOST`, else `/var/run/docker.sock`.
+    pub docker_host: Option<String>,
+    /// Whether http steps may call loopback and private addresses
+    /// (`[http] allow_private_networks`, off by default).
+    pub http_allow_private: bool,
 }
 
 /// The most a step may ask for unless the configuration says otherwise.
@@ -301,11 +327,18 @@ impl Config {
                     ));
                 }
             }
+            if t.signing_key.as_ref().is_some_and(|k| k.len() < 16) {
+                return Err(bad(
+                    format!("{field}.signing_key"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
             tenants.push(TenantConfig {
                 id: t.id,
                 event_keys: t.event_keys,
                 api_keys: t.api_keys,
                 max_concurrent_steps: t.max_concurrent_steps,
+                signing_key: t.signing_key,
             });
         }
         if tenants.is_empty() {
@@ -321,7 +354,17 @@ impl Config {
                 format!("`{store}` is not one of redb, sled"),
             ));
         }
+        if let Some(h) = &raw.docker.host {
+            if !h.starts_with("unix://") {
+                return Err(bad(
+                    "docker.host".into(),
+                    format!("`{h}` must be a unix:// socket path"),
+                ));
+            }
+        }
         Ok(Config {
+            docker_host: raw.docker.host,
+            http_allow_private: raw.http.allow_private_networks,
             listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8288".into()),
             data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./.weir")),
             store,

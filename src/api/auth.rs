@@ -174,6 +174,7 @@ mod tests {
                 event_keys: vec!["evt_a_123".into()],
                 api_keys: vec!["api_a_123".into()],
                 max_concurrent_steps: None,
+                signing_key: None,
             },
             TenantConfig {
                 id: "b".into(),
@@ -183,6 +184,7 @@ mod tests {
                     hex::encode(Sha256::digest(b"api_b_secret"))
                 )],
                 max_concurrent_steps: None,
+                signing_key: None,
             },
         ])
     }

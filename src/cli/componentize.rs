@@ -31,6 +31,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     let out = match kind_of(&bytes)? {
         ComponentKind::Component => bytes,
         ComponentKind::Module => componentize(&bytes)?,
+        ComponentKind::DockerContext => anyhow::bail!("{} is not wasm", a.input.display()),
     };
     std::fs::write(&a.output, &out)
         .with_context(|| format!("cannot write {}", a.output.display()))?;

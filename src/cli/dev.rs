@@ -4,14 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
 use weir::api::{self, ApiConfig, AppState};
 use weir::engine::{Engine, EngineConfig};
-use weir::runtime::wasm::{WasmConfig, WasmRuntime};
+use weir::runtime::wasm::WasmConfig;
 use weir::DEV_TENANT;
 
 #[derive(clap::Args)]
@@ -34,7 +33,18 @@ pub struct Args {
     /// Embedded storage engine.
     #[arg(long, value_enum, default_value_t = super::StoreKind::Redb)]
     store: super::StoreKind,
+    /// The key http steps' requests are signed with (`X-Weir-Signature`).
+    #[arg(long, env = "WEIR_SIGNING_KEY", default_value = DEV_SIGNING_KEY)]
+    signing_key: String,
+    /// The Docker engine's socket for docker steps (else `DOCKER_HOST`, else
+    /// /var/run/docker.sock).
+    #[arg(long)]
+    docker_host: Option<String>,
 }
+
+/// The signing key of `weir dev`'s http steps unless told otherwise: a local server's
+/// receivers check signatures with it.
+pub const DEV_SIGNING_KEY: &str = "weir-dev-signing-key";
 
 pub fn main(args: Args) -> Result<ExitCode> {
     super::block_on(serve(args))
@@ -43,10 +53,16 @@ pub fn main(args: Args) -> Result<ExitCode> {
 async fn serve(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let store = super::open_store(args.store, &args.data_dir)?;
-    let runtime = Arc::new(WasmRuntime::new(
-        weir::engine::components_of(store.clone()),
-        WasmConfig::default(),
-    )?);
+    let runtime = super::runtimes::build(
+        &store,
+        super::runtimes::Setup {
+            wasm: WasmConfig::default(),
+            docker_host: args.docker_host.clone(),
+            signing_keys: [(DEV_TENANT.to_string(), args.signing_key.clone())].into(),
+            // A local server calls local services.
+            allow_private: true,
+        },
+    )?;
     let mut config = EngineConfig::default();
     if let Some(w) = args.workers {
         config.workers = w.max(1);

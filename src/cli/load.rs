@@ -34,6 +34,27 @@ pub fn function_file(path: &Path) -> Result<Loaded> {
         } else {
             base.join(rel)
         };
+        if file.is_dir() {
+            // The seed's docker steps: a folder with a Dockerfile, packed as the build
+            // context that weir builds at deploy.
+            let is_docker = step.runtime.as_ref().is_some_and(|r| r.kind == "docker");
+            if !is_docker {
+                bail!(
+                    "{}: steps.{sid}.path: {} is a folder; only docker steps take a folder (with a Dockerfile)",
+                    path.display(),
+                    file.display()
+                );
+            }
+            let tar = build_context(&file).with_context(|| {
+                format!("{}: steps.{sid}.path: {}", path.display(), file.display())
+            })?;
+            let sha = hex::encode(Sha256::digest(&tar));
+            step.path = Some(format!("sha256:{sha}"));
+            if !components.iter().any(|(s, _)| s == &sha) {
+                components.push((sha, tar));
+            }
+            continue;
+        }
         let wasm = match std::fs::read(&file) {
             Ok(b) => b,
             Err(e) => bail!(
@@ -62,6 +83,45 @@ pub fn function_file(path: &Path) -> Result<Loaded> {
         }
     }
     Ok(Loaded { def, components })
+}
+
+/// A docker build context: the folder's files in a tar that depends only on their
+/// paths, contents and executable bits (sorted, no times or owners), so that its hash
+/// changes exactly when the folder does.
+pub fn build_context(dir: &Path) -> Result<Vec<u8>> {
+    if !dir.join("Dockerfile").is_file() {
+        bail!("has no Dockerfile");
+    }
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.is_file() {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut b = tar::Builder::new(Vec::new());
+    for f in files {
+        let rel = f.strip_prefix(dir).unwrap_or(&f);
+        let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        let exec = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(&f)?.permissions().mode() & 0o111 != 0
+        };
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(if exec { 0o755 } else { 0o644 });
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, rel, bytes.as_slice())?;
+    }
+    Ok(b.into_inner()?)
 }
 
 /// Every `*.json` file directly in `dir`, sorted.

@@ -11,6 +11,7 @@ mod replay;
 mod rollout;
 mod run;
 mod runs;
+mod runtimes;
 mod schema;
 mod send;
 mod serve;

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use weir::engine::{Engine, EngineConfig};
 use weir::event::parse_batch;
 use weir::run::RunStatus;
-use weir::runtime::wasm::{WasmConfig, WasmRuntime};
+use weir::runtime::wasm::WasmConfig;
 use weir::DEV_TENANT;
 
 #[derive(clap::Args)]
@@ -36,13 +36,22 @@ pub fn main(a: Args) -> Result<ExitCode> {
 async fn run(a: Args) -> Result<ExitCode> {
     let store: Arc<dyn weir::Store> =
         Arc::new(weir::EmbeddedStore::temporary(weir::EmbeddedEngine::Redb)?);
-    let runtime = Arc::new(WasmRuntime::new(
-        weir::engine::components_of(store.clone()),
-        WasmConfig {
-            pool_instances: 16,
-            ..WasmConfig::default()
+    let runtime = super::runtimes::build(
+        &store,
+        super::runtimes::Setup {
+            wasm: WasmConfig {
+                pool_instances: 16,
+                ..WasmConfig::default()
+            },
+            docker_host: None,
+            signing_keys: [(
+                DEV_TENANT.to_string(),
+                super::dev::DEV_SIGNING_KEY.to_string(),
+            )]
+            .into(),
+            allow_private: true,
         },
-    )?);
+    )?;
     let engine = Engine::new(store, runtime, EngineConfig::default()).await?;
     let loaded = super::load::function_file(&a.file)?;
     let (fid, _) = super::load::deploy_local(&engine, DEV_TENANT, loaded).await?;

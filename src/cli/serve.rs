@@ -13,7 +13,7 @@ use weir::api::auth::Auth;
 use weir::api::{self, ApiConfig, AppState};
 use weir::config::Config;
 use weir::engine::{Engine, EngineConfig};
-use weir::runtime::wasm::{WasmConfig, WasmRuntime};
+use weir::runtime::wasm::WasmConfig;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,10 +47,19 @@ async fn serve(args: Args) -> Result<ExitCode> {
         guard_pages: cfg.guard_pages,
         ..WasmConfig::default()
     };
-    let runtime = Arc::new(WasmRuntime::new(
-        weir::engine::components_of(store.clone()),
-        wasm,
-    )?);
+    let runtime = super::runtimes::build(
+        &store,
+        super::runtimes::Setup {
+            wasm,
+            docker_host: cfg.docker_host.clone(),
+            signing_keys: cfg
+                .tenants
+                .iter()
+                .filter_map(|t| t.signing_key.clone().map(|k| (t.id.clone(), k)))
+                .collect(),
+            allow_private: cfg.http_allow_private,
+        },
+    )?;
     let mut ec = EngineConfig {
         default_limits: cfg.limits,
         ceilings: cfg.ceilings,

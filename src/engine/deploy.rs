@@ -1,7 +1,6 @@
 //! Deploying: components checked and stored, definitions validated against the server's
 //! ceilings and stored as immutable versions, and versions loaded back on demand.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -69,18 +68,25 @@ impl Engine {
                 actual,
             });
         }
-        let kind = crate::runtime::wasm::kind_of(&bytes).map_err(|e| EngineError::Component {
+        let kind = crate::runtime::upload_kind(&bytes).map_err(|e| EngineError::Component {
             sha: sha.clone(),
             reason: e.to_string(),
         })?;
         self.store.put_component(tenant, &sha, bytes).await?;
-        self.runtime
-            .prepare(tenant, &sha)
-            .await
-            .map_err(|e| EngineError::Component {
-                sha: sha.clone(),
-                reason: describe(&e),
-            })?;
+        if kind != ComponentKind::DockerContext {
+            // A component is compiled now, so a broken one is refused at upload. A build
+            // context is built when a step names it.
+            let target = crate::runtime::Target::Wasm {
+                component: sha.clone(),
+            };
+            self.runtime
+                .prepare(tenant, &target)
+                .await
+                .map_err(|e| EngineError::Component {
+                    sha: sha.clone(),
+                    reason: describe(&e),
+                })?;
+        }
         Ok(kind)
     }
 
@@ -91,24 +97,27 @@ impl Engine {
         tenant: &str,
         def: FunctionDef,
     ) -> Result<(String, u64), EngineError> {
-        // Check every component once, then validate the whole definition with the answers.
-        let mut checked: BTreeMap<String, Result<(), String>> = BTreeMap::new();
-        for s in def.steps.values() {
-            if let Some(sha) = s.path.as_deref().and_then(|p| p.strip_prefix("sha256:")) {
-                let sha = sha.to_ascii_lowercase();
-                if sha.len() == 64 && !checked.contains_key(&sha) {
-                    let r = self
-                        .runtime
-                        .prepare(tenant, &sha)
-                        .await
-                        .map_err(|e| describe(&e));
-                    checked.insert(sha, r);
-                }
+        // Validate the definition, then ask each target's runtime once whether it can run
+        // it (a component compiles, an image exists or is built…).
+        let compiled = Function::compile(def.clone(), 0, |_, _| Ok(()))?;
+        let mut checked: Vec<&crate::runtime::Target> = Vec::new();
+        for s in &compiled.steps {
+            if checked.contains(&&s.target) {
+                continue;
+            }
+            checked.push(&s.target);
+            if let Err(e) = self.runtime.prepare(tenant, &s.target).await {
+                let at = match s.target.kind() {
+                    crate::runtime::RuntimeKind::Wasm => "path",
+                    _ => "runtime",
+                };
+                return Err(EngineError::Function(FunctionError::Invalid {
+                    function: def.id.clone(),
+                    field: format!("steps.{}.{at}", s.id),
+                    reason: describe(&e),
+                }));
             }
         }
-        let compiled = Function::compile(def.clone(), 0, |_, sha| {
-            checked.get(sha).cloned().unwrap_or(Ok(()))
-        })?;
         self.check_ceilings(&compiled)?;
         let json = serde_json::to_value(&def)
             .map_err(|e| EngineError::Internal(format!("cannot serialize a definition: {e}")))?;

@@ -1,10 +1,12 @@
 //! The steps this process is executing now: each under its lease, so that the leases can
-//! be renewed together while the steps run and given back at a clean stop.
+//! be renewed together while the steps run and given back at a clean stop, and with its
+//! cancellation handle, so that cancelling a run stops its running steps.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::run::QueueEntry;
+use crate::runtime::Cancel;
 use crate::store::LeaseRef;
 
 /// Names one step of one run.
@@ -31,17 +33,29 @@ impl From<&QueueEntry> for StepKey {
 /// Leases held by this process's workers.
 #[derive(Default)]
 pub struct Inflight {
-    held: Mutex<HashMap<StepKey, LeaseRef>>,
+    held: Mutex<HashMap<StepKey, (LeaseRef, Cancel)>>,
 }
 
 impl Inflight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StepKey, LeaseRef>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StepKey, (LeaseRef, Cancel)>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A worker took this lease.
-    pub fn hold(&self, lease: LeaseRef) {
-        self.lock().insert(StepKey::from(&lease.entry), lease);
+    /// A worker took this lease; the handle is fired if the run is cancelled meanwhile.
+    pub fn hold(&self, lease: LeaseRef) -> Cancel {
+        let cancel = Cancel::new();
+        self.lock()
+            .insert(StepKey::from(&lease.entry), (lease, cancel.clone()));
+        cancel
+    }
+
+    /// Stops the steps of run `run_id` that are executing here.
+    pub fn cancel_run(&self, tenant: &str, run_id: &str) {
+        for (k, (_, cancel)) in self.lock().iter() {
+            if k.run_id == run_id && k.tenant == tenant {
+                cancel.fire();
+            }
+        }
     }
 
     /// The worker is done with the lease of `entry`.
@@ -51,7 +65,7 @@ impl Inflight {
 
     /// Every lease held now.
     pub fn leases(&self) -> Vec<LeaseRef> {
-        self.lock().values().cloned().collect()
+        self.lock().values().map(|(l, _)| l.clone()).collect()
     }
 
     /// How many steps are executing.

@@ -16,7 +16,11 @@ pub fn classify(o: StepOutcome) -> (StepResult, Option<String>) {
     };
     let output = parse_output(&o.stdout);
     let result = match o.result {
-        Err(f) => StepResult::Retryable {
+        Err(f) if f.is_retryable() => StepResult::Retryable {
+            error: f.to_string(),
+            output,
+        },
+        Err(f) => StepResult::Permanent {
             error: f.to_string(),
             output,
         },
@@ -86,6 +90,10 @@ mod tests {
         assert!(matches!(
             classify(outcome(Err(StepFailure::Exit(2)), "")).0,
             StepResult::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(outcome(Err(StepFailure::Rejected("HTTP 404".into())), "")).0,
+            StepResult::Permanent { .. }
         ));
         assert_eq!(
             classify(outcome(Ok(()), "hello")).0,

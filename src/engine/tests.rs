@@ -18,7 +18,11 @@ use crate::store::{EventStore, Ingested, RunChange, RunStore, Store};
 struct Ok200;
 
 impl StepRuntime for Ok200 {
-    fn prepare<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn prepare<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a crate::runtime::Target,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async { Ok(()) })
     }
 

@@ -64,6 +64,9 @@ pub async fn apply(
             Err(p) => return fail_corrupt(engine, tenant, run_id, lease, &panic_text(&*p)).await,
         };
         let finished = new_run.as_ref().and_then(|r| Finished::of(before, r));
+        let cancelled = new_run
+            .as_ref()
+            .is_some_and(|r| r.status == RunStatus::Cancelled && before != RunStatus::Cancelled);
         let update = new_run
             .as_ref()
             .filter(|_| engine.bus.active())
@@ -81,6 +84,10 @@ pub async fn apply(
             WriteOutcome::Written { .. } => {
                 if let Some(f) = finished {
                     engine.run_finished(f);
+                }
+                if cancelled {
+                    // Its steps still executing here stop; their results would be dropped.
+                    engine.inflight.cancel_run(tenant, run_id);
                 }
                 if let Some(u) = update {
                     engine.bus.publish(tenant, u);

@@ -18,7 +18,7 @@ use super::{Engine, EngineError};
 use crate::event::now_ms;
 use crate::function::Function;
 use crate::run::Run;
-use crate::runtime::{ResolvedLimits, StepRequest};
+use crate::runtime::{Attempt, Cancel, ResolvedLimits, StepRequest};
 use crate::store::{ClaimRequest, Claimed, Durability, Lease};
 
 /// Longest the dispatcher sleeps without looking at the queue.
@@ -75,7 +75,7 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
         // and the entry is found stale, not run again.
         for Claimed { lease, run } in claimed {
             let Some(permit) = permits.pop() else { break };
-            engine.inflight.hold(lease.lease_ref());
+            let cancel = engine.inflight.hold(lease.lease_ref());
             let engine = engine.clone();
             // Context for every line logged while the step is handled; at ERROR level so
             // that it is enabled whatever level the filter lets through.
@@ -90,7 +90,7 @@ pub async fn dispatch_loop(engine: Arc<Engine>) {
                     let entry = lease.entry.clone();
                     // A panic while handling one step must not leak its permit; its lease
                     // then lapses and the step is taken over as an interrupted attempt.
-                    let done = AssertUnwindSafe(execute(&engine, lease, run))
+                    let done = AssertUnwindSafe(execute(&engine, lease, run, cancel))
                         .catch_unwind()
                         .await;
                     if done.is_err() {
@@ -134,9 +134,9 @@ pub async fn renew_loop(engine: Arc<Engine>) {
     }
 }
 
-async fn execute(engine: &Arc<Engine>, lease: Lease, run: Option<Run>) {
+async fn execute(engine: &Arc<Engine>, lease: Lease, run: Option<Run>, cancel: Cancel) {
     let entry = lease.entry.clone();
-    if let Err(e) = try_execute(engine, lease, run).await {
+    if let Err(e) = try_execute(engine, lease, run, cancel).await {
         tracing::error!(
             run = entry.run_id,
             step = entry.step_id,
@@ -151,6 +151,7 @@ async fn try_execute(
     engine: &Arc<Engine>,
     lease: Lease,
     run: Option<Run>,
+    cancel: Cancel,
 ) -> Result<(), EngineError> {
     let entry = &lease.entry;
     let Some(mut run) = run else {
@@ -238,10 +239,10 @@ async fn try_execute(
     }
     let stdin = stdin.unwrap_or_default();
     let began = std::time::Instant::now();
-    let outcome = engine
-        .runtime
-        .run(step_request(engine, &entry.tenant, &f, idx, stdin))
-        .await;
+    let attempt = run.steps[idx].attempts;
+    let mut req = step_request(engine, &entry.tenant, &f, idx, stdin, &run.id, attempt);
+    req.cancel = cancel;
+    let outcome = engine.runtime.run(req).await;
     let took = began.elapsed().as_secs_f64();
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
     let sandbox = outcome.figures;
@@ -263,20 +264,28 @@ async fn try_execute(
     record(engine, &lease, Some(run), f, idx, now, result, log, sandbox).await
 }
 
-/// What the runtime is asked to execute for step `idx` of `f`: its component, its
-/// limits (the step's, else the defaults), its environment.
+/// What the runtime is asked to execute for step `idx` of `f` in run `run_id`: its
+/// target, its limits (the step's, else the defaults), its environment.
 pub(super) fn step_request(
     engine: &Engine,
     tenant: &str,
     f: &Function,
     idx: usize,
     stdin: Vec<u8>,
+    run_id: &str,
+    attempt: u32,
 ) -> StepRequest {
     let step = &f.steps[idx];
     let d = engine.config.default_limits;
     StepRequest {
         tenant: tenant.to_string(),
-        component: step.component.clone(),
+        target: step.target.clone(),
+        attempt: Attempt {
+            run_id: run_id.to_string(),
+            step_id: step.id.clone(),
+            attempt,
+        },
+        cancel: Cancel::default(),
         stdin,
         limits: ResolvedLimits {
             memory: step.limits.memory.unwrap_or(d.memory),

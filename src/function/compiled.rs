@@ -48,8 +48,8 @@ pub struct Step {
     pub id: String,
     /// Human name.
     pub name: Option<String>,
-    /// The component's sha256 (hex).
-    pub component: String,
+    /// What the step runs.
+    pub target: crate::runtime::Target,
     /// Incoming edges.
     pub incoming: Vec<Edge>,
     /// Outgoing edges as (child step index, index into the child's `incoming`).
@@ -261,11 +261,13 @@ impl Function {
         v
     }
 
-    /// Component hashes used by the steps.
-    pub fn components(&self) -> BTreeMap<String, Vec<String>> {
+    /// The uploads the steps run from (components, build contexts), with their steps.
+    pub fn uploads(&self) -> BTreeMap<String, Vec<String>> {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in &self.steps {
-            m.entry(s.component.clone()).or_default().push(s.id.clone());
+            if let Some(sha) = s.target.upload() {
+                m.entry(sha.to_string()).or_default().push(s.id.clone());
+            }
         }
         m
     }

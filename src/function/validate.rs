@@ -8,6 +8,7 @@ use super::def::{FunctionDef, LimitsDef, RetriesDef};
 use super::units::{parse_duration, parse_size};
 use super::FunctionError;
 use crate::expr::{Expr, InputLimits, DEFAULT_BUDGET};
+use crate::runtime::{RuntimeKind, Target};
 
 const MAX_STEPS: usize = 256;
 
@@ -46,14 +47,14 @@ impl CompileOptions {
 
 impl Function {
     /// Validates `def` as version `version` under the default [`CompileOptions`].
-    /// `component` is asked about each step's `sha256:` name and answers with an error
-    /// message if it is unknown or unusable.
+    /// `check` is asked about each step's target (by step id) and answers with an error
+    /// message if it cannot run.
     pub fn compile(
         def: FunctionDef,
         version: u64,
-        component: impl FnMut(&str, &str) -> Result<(), String>,
+        check: impl FnMut(&str, &Target) -> Result<(), String>,
     ) -> Result<Self, FunctionError> {
-        Self::compile_with(def, version, &CompileOptions::default(), component)
+        Self::compile_with(def, version, &CompileOptions::default(), check)
     }
 
     /// Validates `def` as version `version` against this server's `options`.
@@ -61,7 +62,7 @@ impl Function {
         def: FunctionDef,
         version: u64,
         options: &CompileOptions,
-        mut component: impl FnMut(&str, &str) -> Result<(), String>,
+        mut check: impl FnMut(&str, &Target) -> Result<(), String>,
     ) -> Result<Self, FunctionError> {
         let fid = def.id.clone();
         let bad = |field: String, reason: String| FunctionError::Invalid {
@@ -259,34 +260,18 @@ impl Function {
         for &old in &order {
             let (sid, s) = defs[old];
             let field = format!("steps.{sid}");
-            let kind = s
-                .runtime
-                .as_ref()
-                .map(|r| r.kind.as_str())
-                .unwrap_or("wasm");
-            if kind != "wasm" {
-                return Err(bad(
-                    format!("{field}.runtime.type"),
-                    format!("`{kind}` steps are not supported yet (only `wasm`)"),
-                ));
-            }
-            let Some(path) = &s.path else {
-                return Err(bad(format!("{field}.path"), "is required".into()));
+            let empty = std::collections::BTreeMap::new();
+            let (kind, settings) = match &s.runtime {
+                Some(r) => (Some(r.kind.as_str()), &r.extra),
+                None => (None, &empty),
             };
-            let sha = path.strip_prefix("sha256:").ok_or_else(|| {
-                bad(
-                    format!("{field}.path"),
-                    format!("`{path}` must name an uploaded component as sha256:<hex> (upload with PUT /v1/components/<sha256>, or use `weir deploy`, which uploads file:// paths)"),
-                )
-            })?;
-            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(bad(
-                    format!("{field}.path"),
-                    format!("`{path}` is not a sha256 hex digest"),
-                ));
-            }
-            let sha = sha.to_ascii_lowercase();
-            component(sid, &sha).map_err(|r| bad(format!("{field}.path"), r))?;
+            let target = Target::parse(s.path.as_deref(), kind, settings)
+                .map_err(|(f, r)| bad(format!("{field}.{f}"), r))?;
+            let at = match target.kind() {
+                RuntimeKind::Wasm => "path",
+                _ => "runtime",
+            };
+            check(sid, &target).map_err(|r| bad(format!("{field}.{at}"), r))?;
             let mut incoming = Vec::new();
             let after: Vec<super::EdgeDef> = if s.after.is_empty() {
                 vec![super::EdgeDef {
@@ -362,7 +347,7 @@ impl Function {
             steps.push(Step {
                 id: sid.clone(),
                 name: s.name.clone(),
-                component: sha,
+                target,
                 incoming,
                 outgoing: Vec::new(),
                 retries: step_retries,

@@ -1,6 +1,17 @@
-//! Step runtimes: how a step's code is executed. The engine only sees [`StepRuntime`].
+//! Step runtimes: how a step's code is executed. The engine only sees [`StepRuntime`];
+//! [`Runtimes`] dispatches each step to the adapter its [`Target`] names.
 
+mod cancel;
+mod dispatch;
+pub mod docker;
+pub mod http;
+pub mod lambda;
+pub mod target;
 pub mod wasm;
+
+pub use cancel::Cancel;
+pub use dispatch::Runtimes;
+pub use target::{RuntimeKind, Target};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,16 +61,38 @@ impl Default for ResolvedLimits {
 /// One execution request.
 #[derive(Debug, Clone)]
 pub struct StepRequest {
-    /// Tenant that owns the component.
+    /// Tenant that owns the step.
     pub tenant: String,
-    /// Component sha256 (hex).
-    pub component: String,
+    /// What to run.
+    pub target: Target,
     /// The JSON document to feed on stdin.
     pub stdin: Vec<u8>,
     /// Limits to enforce.
     pub limits: ResolvedLimits,
     /// Environment variables (the only ones the guest sees).
     pub env: Vec<(String, String)>,
+    /// Which attempt of which step this is (names containers, signs requests).
+    pub attempt: Attempt,
+    /// Fired when the run is cancelled: the step is stopped.
+    pub cancel: Cancel,
+}
+
+/// Names one attempt of one step of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempt {
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+    /// Attempt number, from 0.
+    pub attempt: u32,
+}
+
+impl Attempt {
+    /// `<run>/<step>/<attempt>`: unique per attempt.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.run_id, self.step_id, self.attempt)
+    }
 }
 
 /// Why an execution did not succeed.
@@ -89,6 +122,25 @@ pub enum StepFailure {
     /// The component could not be loaded or instantiated.
     #[error("cannot load component: {0}")]
     Load(String),
+    /// The run was cancelled while the step ran.
+    #[error("cancelled while running")]
+    Cancelled,
+    /// The runtime's service failed or could not be reached (worth retrying).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The target ran and reported that it failed (a Lambda `FunctionError`): retried.
+    #[error("{0}")]
+    Errored(String),
+    /// The target refused the request as wrong, not as a passing failure (not retried).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl StepFailure {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StepFailure::Rejected(_) | StepFailure::Cancelled)
+    }
 }
 
 /// What came out of one execution.
@@ -139,14 +191,24 @@ impl From<SandboxFigures> for [u64; 4] {
     }
 }
 
-/// What kind of binary a component upload was.
+/// What kind of upload a component was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ComponentKind {
     /// A WebAssembly component.
     Component,
     /// A WASI preview1 core module (weir wraps it into a component).
     Module,
+    /// A tar archive with a Dockerfile: a docker step's build context.
+    DockerContext,
+}
+
+/// What an upload is: a wasm module or component, or a docker build context (a tar).
+pub fn upload_kind(bytes: &[u8]) -> Result<ComponentKind, RuntimeError> {
+    if bytes.len() >= 512 && &bytes[257..262] == b"ustar" {
+        return Ok(ComponentKind::DockerContext);
+    }
+    wasm::kind_of(bytes)
 }
 
 /// Why a component cannot be used.
@@ -164,6 +226,9 @@ pub enum RuntimeError {
     /// Storage failed underneath.
     #[error("{0}")]
     Store(String),
+    /// The runtime this target needs is not set up or not reachable.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Where a runtime finds components and keeps their compiled artefacts: the narrow view
@@ -216,11 +281,12 @@ impl ComponentSource for MemorySource {
 
 /// Executes steps. Implementations must be cheap to call concurrently.
 pub trait StepRuntime: Send + Sync + 'static {
-    /// Checks that the stored component `sha256` is usable as a step and warms caches.
+    /// Checks at deploy that `target` can run (its component compiles, its image exists,
+    /// its image is built…) and warms caches.
     fn prepare<'a>(
         &'a self,
         tenant: &'a str,
-        sha256: &'a str,
+        target: &'a Target,
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Runs one step to completion (or failure).
     fn run(&self, req: StepRequest) -> BoxFuture<'_, StepOutcome>;

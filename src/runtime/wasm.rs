@@ -19,7 +19,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use super::{
     human_bytes, BoxFuture, ComponentKind, ComponentSource, RuntimeError, SandboxFigures,
-    StepFailure, StepOutcome, StepRequest, StepRuntime,
+    StepFailure, StepOutcome, StepRequest, StepRuntime, Target,
 };
 
 /// How often the epoch ticks; deadlines are checked (and guests yield) at this pace.
@@ -311,6 +311,11 @@ impl WasmRuntime {
                 let comp_bytes = match kind_of(&bytes)? {
                     ComponentKind::Component => bytes,
                     ComponentKind::Module => componentize(&bytes)?,
+                    ComponentKind::DockerContext => {
+                        return Err(RuntimeError::Invalid(
+                            "is a docker build context, not wasm".into(),
+                        ))
+                    }
                 };
                 let c = Component::new(&engine, &comp_bytes)
                     .map_err(|e| RuntimeError::Invalid(format!("does not compile: {e:#}")))?;
@@ -339,7 +344,16 @@ impl WasmRuntime {
 
     async fn execute(&self, req: StepRequest) -> StepOutcome {
         let started = Instant::now();
-        let pre = match self.load(&req.tenant, &req.component).await {
+        let loaded = match req.target.upload() {
+            Some(sha) if matches!(req.target, Target::Wasm { .. }) => {
+                self.load(&req.tenant, sha).await
+            }
+            _ => Err(RuntimeError::Invalid(format!(
+                "{} is not a wasm step",
+                req.target.describe()
+            ))),
+        };
+        let pre = match loaded {
             Ok(p) => p,
             Err(e) => {
                 return StepOutcome {
@@ -388,8 +402,9 @@ impl WasmRuntime {
         }
         let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
+        let cancel = req.cancel.clone();
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if cancel.is_fired() || Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -431,6 +446,8 @@ impl WasmRuntime {
                     Err(StepFailure::Fuel(limits.fuel.unwrap_or(u64::MAX)))
                 } else if memory_hit {
                     Err(StepFailure::Memory(human_bytes(limits.memory)))
+                } else if req.cancel.is_fired() {
+                    Err(StepFailure::Cancelled)
                 } else if Instant::now() >= deadline {
                     Err(StepFailure::Timeout(limits.timeout))
                 } else {
@@ -471,9 +488,17 @@ impl StepRuntime for WasmRuntime {
     fn prepare<'a>(
         &'a self,
         tenant: &'a str,
-        sha256: &'a str,
+        target: &'a Target,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move { self.load(tenant, sha256).await.map(|_| ()) })
+        Box::pin(async move {
+            match target {
+                Target::Wasm { component } => self.load(tenant, component).await.map(|_| ()),
+                other => Err(RuntimeError::Invalid(format!(
+                    "{} is not a wasm step",
+                    other.describe()
+                ))),
+            }
+        })
     }
 
     fn run(&self, req: StepRequest) -> BoxFuture<'_, StepOutcome> {
@@ -508,10 +533,14 @@ mod tests {
     fn request(sha: &str) -> StepRequest {
         StepRequest {
             tenant: "t".into(),
-            component: sha.into(),
+            target: Target::Wasm {
+                component: sha.into(),
+            },
             stdin: b"{\"hi\":1}".to_vec(),
             limits: super::super::ResolvedLimits::default(),
             env: vec![],
+            attempt: Default::default(),
+            cancel: Default::default(),
         }
     }
 

@@ -55,6 +55,8 @@ pub fn weir_bin() -> PathBuf {
 pub struct Server {
     pub url: String,
     pub args: Vec<String>,
+    /// Extra environment of the process (kept for restarts).
+    pub env: Vec<(String, String)>,
     /// Sent as `Authorization: Bearer` on API calls, when set.
     pub api_key: Option<String>,
     /// Used by `send` in `POST /e/{key}`.
@@ -113,7 +115,7 @@ impl Server {
             "--listen".into(),
             "127.0.0.1:0".into(),
         ];
-        let mut s = Self::launch("serve", &data, tmp.path(), args);
+        let mut s = Self::launch("serve", &data, tmp.path(), args, Vec::new());
         s._tmp = Some(tmp);
         s.api_key = Some(api_key.into());
         s.event_key = event_key.into();
@@ -125,6 +127,7 @@ impl Server {
         Server {
             url: of.url.clone(),
             args: Vec::new(),
+            env: Vec::new(),
             api_key: Some(api_key.into()),
             event_key: event_key.into(),
             mode: of.mode,
@@ -147,13 +150,45 @@ impl Server {
         ];
         full.extend(["--functions".to_string(), functions.display().to_string()]);
         full.extend(args);
-        Self::launch("dev", data_dir, functions, full)
+        Self::launch("dev", data_dir, functions, full, Vec::new())
     }
 
-    fn launch(mode: &'static str, data_dir: &Path, functions: &Path, args: Vec<String>) -> Self {
+    /// Starts `weir dev` with extra arguments and environment, on a fresh store and the
+    /// given functions dir (or an empty one).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)], functions: Option<&Path>) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let empty = tmp.path().join("functions");
+        std::fs::create_dir_all(&empty).unwrap();
+        let mut full = vec![
+            "--port".to_string(),
+            "0".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--functions".into(),
+            functions.unwrap_or(&empty).display().to_string(),
+        ];
+        full.extend(args.iter().map(|a| a.to_string()));
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut s = Self::launch("dev", &data, functions.unwrap_or(&empty), full, env);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn launch(
+        mode: &'static str,
+        data_dir: &Path,
+        functions: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let mut child = Command::new(weir_bin())
             .arg(mode)
             .args(&args)
+            .envs(env.iter().cloned())
             .env("WEIR_LOG", "weir=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -187,6 +222,7 @@ impl Server {
         Server {
             url,
             args,
+            env,
             api_key: None,
             event_key: "test".into(),
             mode,
@@ -267,6 +303,7 @@ impl Server {
             &self.data_dir,
             &self.functions,
             std::mem::take(&mut self.args),
+            std::mem::take(&mut self.env),
         );
         s._tmp = tmp;
         s.api_key = self.api_key.take();

@@ -14,6 +14,7 @@ use crate::engine::{classify, step_input, Engine};
 use crate::event::{now_ms, Event};
 use crate::function::Function;
 use crate::run::{QueueEntry, Run, RunStatus, WaitSlot};
+use crate::runtime::RuntimeKind;
 use crate::store::RunChange;
 
 /// Most queue entries one dry run goes through before it is called unfinished.
@@ -52,14 +53,17 @@ pub async fn simulate(
         match dag::on_due(f, &mut run, idx, entry.due, now) {
             Due::Execute(c) => {
                 apply(f, &mut run, original, c, &mut queue, now);
-                let stdin = step_input::stdin(&run, idx);
-                let permit = low_priority_permit(engine).await;
-                let outcome = engine
-                    .runtime
-                    .run(step_request(engine, &run.tenant, f, idx, stdin))
-                    .await;
-                drop(permit);
-                let (result, log) = classify(outcome);
+                let (result, log) = if f.steps[idx].target.kind() == RuntimeKind::Wasm {
+                    let stdin = step_input::stdin(&run, idx);
+                    let permit = low_priority_permit(engine).await;
+                    let attempt = run.steps[idx].attempts;
+                    let req = step_request(engine, &run.tenant, f, idx, stdin, &run.id, attempt);
+                    let outcome = engine.runtime.run(req).await;
+                    drop(permit);
+                    classify(outcome)
+                } else {
+                    not_called(f, idx, original)
+                };
                 if let Some(c) = dag::complete(f, &mut run, idx, result, log, now, 0.0) {
                     apply(f, &mut run, original, c, &mut queue, now);
                 }
@@ -68,6 +72,38 @@ pub async fn simulate(
         }
     }
     run
+}
+
+/// What a dry run records for a step it does not call (docker, lambda, http: their
+/// effects would leave the sandbox): the original run's output, so later steps see what
+/// they saw then.
+fn not_called(
+    f: &Function,
+    idx: usize,
+    original: Option<&Run>,
+) -> (dag::StepResult, Option<String>) {
+    let step = &f.steps[idx];
+    let note = format!(
+        "{} was not called in this dry run (only wasm steps are)",
+        step.target.describe()
+    );
+    let before = original.and_then(|o| o.step(&step.id)).and_then(|s| {
+        (s.status == crate::run::StepStatus::Completed)
+            .then(|| s.output.as_ref().map(|o| o.get().clone()))
+    });
+    match before {
+        Some(out) => (
+            dag::StepResult::Completed(out.unwrap_or(Value::Null)),
+            Some(format!("{note}; the original run's output is used")),
+        ),
+        None => (
+            dag::StepResult::Permanent {
+                error: format!("{note}, and the original run has no output of it to use"),
+                output: None,
+            },
+            None,
+        ),
+    }
 }
 
 /// A worker permit taken only while live work leaves half the pool free.
