@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+pub mod dockerd;
+
 /// A config of two tenants, `acme` and `globex`, with small ingress limits (4 workers,
 /// 16 queued requests, 100 pending events) so the limits can be reached in a test.
 pub const TWO_TENANTS: &str = r#"
