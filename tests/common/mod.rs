@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub mod dockerd;
+pub mod moto;
+pub mod receiver;
 
 /// A config of two tenants, `acme` and `globex`, with small ingress limits (4 workers,
 /// 16 queued requests, 100 pending events) so the limits can be reached in a test.
