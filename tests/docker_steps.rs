@@ -242,3 +242,28 @@ fn a_folder_with_a_dockerfile_is_built_at_deploy_and_only_again_when_it_changes(
     );
     d.wait_no_containers();
 }
+
+#[test]
+fn a_step_cut_short_by_a_clean_stop_runs_again_in_a_fresh_container() {
+    let d = Dockerd::start();
+    let s = dev_on(&d);
+    // Outlasts the stop's grace period (5 s), so it is run again after the restart as
+    // the same attempt, under the same container name.
+    s.deploy_ok(json!({"id": "slow", "triggers": [{"event": "go"}],
+        "steps": {"s": docker_step(&["sh", "-c", "sleep 8; cat"], json!({"limits": {"timeout": "60s"}}))}}));
+    let ev = s.send(json!({"name": "go", "data": {"n": 7}}));
+    let run_id = s.runs_of(&ev)[0].clone();
+    s.wait_run(&run_id, |r| r["steps"]["s"]["status"] == "running");
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while d.containers().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no container started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let s = s.stop_and_restart();
+    let run = s.wait_done(&run_id);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(run["steps"]["s"]["output"]["event"]["data"]["n"], 7);
+    // A clean stop does not count the attempt it cut short.
+    assert_eq!(run["steps"]["s"]["attempts"], 1, "{run:#}");
+    d.wait_no_containers();
+}

@@ -131,3 +131,23 @@ fn without_a_docker_engine_weir_dev_skips_the_function_and_says_why() {
     let (st, _) = s.get("/v1/functions/mixed-runtimes");
     assert_eq!(st, 404);
 }
+
+#[test]
+fn cancelling_a_run_stops_its_running_wasm_step_and_frees_the_worker() {
+    // One worker: while the endless step holds it, nothing else can run.
+    let s = Server::start_with(&["--workers", "1"]);
+    s.deploy_ok(json!({"id": "endless", "triggers": [{"event": "spin"}],
+        "steps": {"s": {"path": "guest:spin", "limits": {"timeout": "15m"}}}}));
+    s.deploy_ok(json!({"id": "quick", "triggers": [{"event": "quick"}],
+        "steps": {"s": {"path": "guest:hello"}}}));
+    let ev = s.send(json!({"name": "spin"}));
+    let run_id = s.runs_of(&ev)[0].clone();
+    s.wait_run(&run_id, |r| r["steps"]["s"]["status"] == "running");
+    let (st, body) = s.post(&format!("/v1/runs/{run_id}/cancel"), &json!({}));
+    assert_eq!(st, 200, "{body}");
+    // Within the test's deadline, far inside the endless step's 15 minutes: it was
+    // interrupted and gave the only worker back.
+    let run = s.send_and_finish(json!({"name": "quick", "data": {"name": "Ada"}}));
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(s.wait_done(&run_id)["status"], "cancelled");
+}

@@ -14,7 +14,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/components/{sha256}", put(upload))
 }
 
-/// Upload a step's wasm (component or WASI preview1 module); the hash is checked
+/// Upload a step's wasm (component or WASI preview1 module) or a docker build context (a tar with a Dockerfile); the hash is checked
 #[utoipa::path(
     put,
     path = "/v1/components/{sha256}",

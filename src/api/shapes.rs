@@ -233,7 +233,8 @@ pub struct StepDef {
     /// Must equal the key it is declared under, when given.
     id: Option<String>,
     name: Option<String>,
-    /// `sha256:<hex>` of an uploaded component (or `file://…` from the CLI).
+    /// `sha256:<hex>` of an uploaded component, or of a docker build context (or
+    /// `file://…` from the CLI: a wasm file, or a folder with a Dockerfile).
     path: Option<String>,
     /// `{"type": "wasm" | "docker" | "lambda" | "http", …}` with that runtime's settings
     /// beside `type` (default wasm).
@@ -358,7 +359,8 @@ pub struct VersionPage {
     next_cursor: Option<String>,
 }
 
-/// A component's bytes: a WebAssembly component or a WASI preview1 module.
+/// An upload's bytes: a WebAssembly component, a WASI preview1 module, or a tar
+/// (a docker build context).
 pub struct WasmBytes;
 
 impl PartialSchema for WasmBytes {
@@ -380,12 +382,14 @@ pub struct Component {
     kind: ComponentKind,
 }
 
-/// A component, or a WASI preview1 module (wrapped as a component by weir).
+/// A component, a WASI preview1 module (wrapped as a component by weir), or a tar
+/// with a Dockerfile (a docker step's build context, built when a step names it).
 #[derive(ToSchema, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum ComponentKind {
     Component,
     Module,
+    DockerContext,
 }
 
 // ---- rollouts (`crate::engine::rollout`) ----

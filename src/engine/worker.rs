@@ -239,7 +239,8 @@ async fn try_execute(
     }
     let stdin = stdin.unwrap_or_default();
     let began = std::time::Instant::now();
-    let attempt = run.steps[idx].attempts;
+    // Numbered from 0, like `ctx.attempt` (the claim counted this one already).
+    let attempt = run.steps[idx].attempts.saturating_sub(1);
     let mut req = step_request(engine, &entry.tenant, &f, idx, stdin, &run.id, attempt);
     req.cancel = cancel;
     let outcome = engine.runtime.run(req).await;

@@ -201,7 +201,20 @@ impl DockerRuntime {
         }
         let id = match create(&docker, &req, t).await {
             Ok(id) => id,
-            Err(f) => return done(Err(f), vec![], vec![]),
+            Err(Created::NameTaken) => {
+                // This very attempt was started before (weir stopped while it ran and
+                // runs it again): its old container goes, then a fresh one.
+                remove_leftovers(&docker, &req).await;
+                match create(&docker, &req, t).await {
+                    Ok(id) => id,
+                    Err(Created::NameTaken) => {
+                        let why = format!("container {} exists already", container_name(&req));
+                        return done(Err(StepFailure::Unavailable(why)), vec![], vec![]);
+                    }
+                    Err(Created::Failed(f)) => return done(Err(f), vec![], vec![]),
+                }
+            }
+            Err(Created::Failed(f)) => return done(Err(f), vec![], vec![]),
         };
         let container = Container {
             docker: docker.clone(),
@@ -267,11 +280,15 @@ async fn remove_leftovers(docker: &Docker, req: &StepRequest) {
     }
 }
 
-async fn create(
-    docker: &Docker,
-    req: &StepRequest,
-    t: &DockerTarget,
-) -> Result<String, StepFailure> {
+/// Why no container was created.
+enum Created {
+    /// A container of that name exists (the same attempt started before).
+    NameTaken,
+    /// Anything else, as the step's failure.
+    Failed(StepFailure),
+}
+
+async fn create(docker: &Docker, req: &StepRequest, t: &DockerTarget) -> Result<String, Created> {
     let memory = req.limits.memory.min(i64::MAX as u64) as i64;
     let body = ContainerCreateBody {
         image: Some(t.image.reference()),
@@ -297,22 +314,26 @@ async fn create(
     };
     let name = container_name(req);
     let options = CreateContainerOptionsBuilder::new().name(&name).build();
+    let failed = |f| Err(Created::Failed(f));
     match docker.create_container(Some(options), body).await {
         Ok(r) => Ok(r.id),
         Err(DockerError::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Err(Created::NameTaken),
+        Err(DockerError::DockerResponseServerError {
             status_code: 404,
             message,
-        }) => Err(StepFailure::Rejected(format!(
+        }) => failed(StepFailure::Rejected(format!(
             "image `{}` is not on the Docker engine ({message}); weir never pulls images",
             t.image.reference()
         ))),
         Err(DockerError::DockerResponseServerError {
             status_code: 400,
             message,
-        }) => Err(StepFailure::Rejected(format!(
+        }) => failed(StepFailure::Rejected(format!(
             "the Docker engine refused the container: {message}"
         ))),
-        Err(e) => Err(StepFailure::Unavailable(format!(
+        Err(e) => failed(StepFailure::Unavailable(format!(
             "cannot create the container: {e}"
         ))),
     }

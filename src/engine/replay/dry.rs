@@ -56,7 +56,8 @@ pub async fn simulate(
                 let (result, log) = if f.steps[idx].target.kind() == RuntimeKind::Wasm {
                     let stdin = step_input::stdin(&run, idx);
                     let permit = low_priority_permit(engine).await;
-                    let attempt = run.steps[idx].attempts;
+                    // Numbered from 0, like `ctx.attempt` (the claim counted this one already).
+                    let attempt = run.steps[idx].attempts.saturating_sub(1);
                     let req = step_request(engine, &run.tenant, f, idx, stdin, &run.id, attempt);
                     let outcome = engine.runtime.run(req).await;
                     drop(permit);
