@@ -160,3 +160,59 @@ fn without_credentials_a_lambda_step_is_refused_at_deploy() {
         "{body}"
     );
 }
+
+/// A stand-in Lambda endpoint that throttles: `429 TooManyRequestsException` for the
+/// first `throttled` calls, then an answer.
+fn throttling_endpoint(throttled: usize) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, c) in l.incoming().enumerate() {
+            let Ok(mut c) = c else { continue };
+            // Read the request head and its body before answering.
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = c.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let reply = if i < throttled {
+                let body = r#"{"message":"Rate Exceeded.","Type":"User"}"#;
+                format!("HTTP/1.1 429 Too Many Requests\r\nx-amzn-ErrorType: TooManyRequestsException\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+            } else {
+                let body = r#"{"status":200,"body":{"ok":true}}"#;
+                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+            };
+            let _ = c.write_all(reply.as_bytes());
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_throttled_invoke_is_retried() {
+    // moto cannot throttle, so a stand-in endpoint answers 429 twice.
+    let endpoint = throttling_endpoint(2);
+    let s = Server::start_env(&[], &CREDS, None);
+    s.deploy_ok(json!({"id": "busy", "triggers": [{"event": "busy"}], "retries": {"attempts": 3, "backoff": "10ms"},
+        "steps": {"s": lambda_step(&endpoint, "busy", json!({}))}}));
+    let run = s.send_and_finish(json!({"name": "busy"}));
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(run["steps"]["s"]["attempts"], 3);
+    assert_eq!(run["steps"]["s"]["output"]["body"]["ok"], true);
+}
