@@ -109,11 +109,7 @@ fn a_cancelled_run_stops_its_running_container() {
     let run_id = s.runs_of(&ev)[0].clone();
     // Running means its container exists.
     s.wait_run(&run_id, |r| r["steps"]["s"]["status"] == "running");
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    while d.containers().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no container started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    d.wait_a_container();
     let (st, body) = s.post(&format!("/v1/runs/{run_id}/cancel"), &json!({}));
     assert_eq!(st, 200, "{body}");
     let run = s.wait_done(&run_id);
@@ -254,11 +250,7 @@ fn a_step_cut_short_by_a_clean_stop_runs_again_in_a_fresh_container() {
     let ev = s.send(json!({"name": "go", "data": {"n": 7}}));
     let run_id = s.runs_of(&ev)[0].clone();
     s.wait_run(&run_id, |r| r["steps"]["s"]["status"] == "running");
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    while d.containers().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no container started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    d.wait_a_container();
     let s = s.stop_and_restart();
     let run = s.wait_done(&run_id);
     assert_eq!(run["status"], "completed", "{run:#}");

@@ -85,14 +85,7 @@ fn a_sigkill_while_the_docker_step_runs_re_runs_that_step_after_the_restart() {
     let ev = s.send(json!({"name": "demo/mixed", "data": {"name": "Ada"}}));
     let run_id = s.runs_of(&ev)[0].clone();
     s.wait_run(&run_id, |r| r["steps"]["pack"]["status"] == "running");
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    while d.containers().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the docker step never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    d.wait_a_container();
     let s = s.kill_and_restart();
     let run = s.wait_done(&run_id);
     assert_eq!(run["status"], "completed", "{run:#}");

@@ -2,7 +2,6 @@
 //! runtime names; a runtime this server does not offer is refused at deploy, naming why.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{
     BoxFuture, RuntimeError, RuntimeKind, StepFailure, StepOutcome, StepRequest, StepRuntime,
@@ -81,13 +80,7 @@ impl StepRuntime for Runtimes {
         match self.adapter(req.target.kind()) {
             Ok(a) => a.run(req),
             Err(why) => Box::pin(async move {
-                StepOutcome {
-                    result: Err(StepFailure::Unavailable(why)),
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    elapsed: Duration::ZERO,
-                    figures: None,
-                }
+                StepOutcome::failed(std::time::Instant::now(), StepFailure::Unavailable(why))
             }),
         }
     }

@@ -20,8 +20,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::target::{DockerImage, DockerTarget};
 use super::{
-    human_bytes, BoxFuture, ComponentSource, RuntimeError, StepFailure, StepOutcome, StepRequest,
-    StepRuntime, Target,
+    human_bytes, misrouted, BoxFuture, ComponentSource, RuntimeError, RuntimeKind, StepFailure,
+    StepOutcome, StepRequest, StepRuntime, Target,
 };
 
 /// Docker's own smallest memory limit.
@@ -171,17 +171,9 @@ impl DockerRuntime {
 
     async fn execute(&self, req: StepRequest) -> StepOutcome {
         let started = Instant::now();
-        let done =
-            |result: Result<(), StepFailure>, stdout: Vec<u8>, stderr: Vec<u8>| StepOutcome {
-                result,
-                stdout,
-                stderr,
-                elapsed: started.elapsed(),
-                figures: None,
-            };
         let Target::Docker(t) = &req.target else {
-            let why = format!("{} is not a docker step", req.target.describe());
-            return done(Err(StepFailure::Load(why)), vec![], vec![]);
+            let why = misrouted(&req.target, RuntimeKind::Docker);
+            return StepOutcome::failed(started, StepFailure::Load(why));
         };
         if req.limits.memory < MIN_MEMORY {
             let why = format!(
@@ -189,11 +181,11 @@ impl DockerRuntime {
                 human_bytes(req.limits.memory),
                 human_bytes(MIN_MEMORY)
             );
-            return done(Err(StepFailure::Rejected(why)), vec![], vec![]);
+            return StepOutcome::failed(started, StepFailure::Rejected(why));
         }
         let docker = match self.client().await {
             Ok(d) => d,
-            Err(why) => return done(Err(StepFailure::Unavailable(why)), vec![], vec![]),
+            Err(why) => return StepOutcome::failed(started, StepFailure::Unavailable(why)),
         };
         if req.attempt.attempt > 0 {
             // An earlier attempt's container may outlive the process that started it.
@@ -209,12 +201,12 @@ impl DockerRuntime {
                     Ok(id) => id,
                     Err(Created::NameTaken) => {
                         let why = format!("container {} exists already", container_name(&req));
-                        return done(Err(StepFailure::Unavailable(why)), vec![], vec![]);
+                        return StepOutcome::failed(started, StepFailure::Unavailable(why));
                     }
-                    Err(Created::Failed(f)) => return done(Err(f), vec![], vec![]),
+                    Err(Created::Failed(f)) => return StepOutcome::failed(started, f),
                 }
             }
-            Err(Created::Failed(f)) => return done(Err(f), vec![], vec![]),
+            Err(Created::Failed(f)) => return StepOutcome::failed(started, f),
         };
         let container = Container {
             docker: docker.clone(),
@@ -223,7 +215,7 @@ impl DockerRuntime {
         };
         let (result, stdout, stderr) = supervise(&docker, &id, &req).await;
         container.remove().await;
-        done(result, stdout, stderr)
+        StepOutcome::ended(started, result, stdout, stderr)
     }
 }
 
@@ -554,10 +546,7 @@ impl StepRuntime for DockerRuntime {
         Box::pin(async move {
             match target {
                 Target::Docker(t) => self.check(tenant, t).await,
-                other => Err(RuntimeError::Invalid(format!(
-                    "{} is not a docker step",
-                    other.describe()
-                ))),
+                other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Docker))),
             }
         })
     }

@@ -12,15 +12,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::target::HttpTarget;
 use super::{
-    human_bytes, BoxFuture, RuntimeError, StepFailure, StepOutcome, StepRequest, StepRuntime,
-    Target,
+    misrouted, reply, BoxFuture, RuntimeError, RuntimeKind, StepFailure, StepOutcome, StepRequest,
+    StepRuntime, Target,
 };
 
 /// Settings of the http runtime.
@@ -97,22 +96,15 @@ impl HttpRuntime {
 
     async fn execute(&self, req: StepRequest) -> StepOutcome {
         let started = Instant::now();
-        let done = |result: Result<(), StepFailure>, stdout: Vec<u8>| StepOutcome {
-            result,
-            stdout,
-            stderr: Vec::new(),
-            elapsed: started.elapsed(),
-            figures: None,
-        };
         let Target::Http(t) = &req.target else {
-            let why = format!("{} is not an http step", req.target.describe());
-            return done(Err(StepFailure::Load(why)), vec![]);
+            let why = misrouted(&req.target, RuntimeKind::Http);
+            return StepOutcome::failed(started, StepFailure::Load(why));
         };
         if let Err(e) = self.check(&req.tenant, t) {
-            return done(Err(StepFailure::Rejected(e.to_string())), vec![]);
+            return StepOutcome::failed(started, StepFailure::Rejected(e.to_string()));
         }
         let Some(key) = self.keys.get(&req.tenant) else {
-            return done(Err(StepFailure::Rejected("no signing key".into())), vec![]);
+            return StepOutcome::failed(started, StepFailure::Rejected("no signing key".into()));
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -140,7 +132,7 @@ impl HttpRuntime {
             out = call => out,
             _ = req.cancel.fired() => (Err(StepFailure::Cancelled), vec![]),
         };
-        done(result, stdout)
+        StepOutcome::ended(started, result, stdout, Vec::new())
     }
 }
 
@@ -151,16 +143,14 @@ async fn call(
     cap: u64,
     timeout: Duration,
 ) -> (Result<(), StepFailure>, Vec<u8>) {
-    let failed = |e: reqwest::Error| {
-        if e.is_timeout() {
-            StepFailure::Timeout(timeout)
-        } else {
-            StepFailure::Unavailable(format!("the request failed: {}", chain(&e)))
-        }
-    };
     let resp = match r.send().await {
         Ok(r) => r,
-        Err(e) => return (Err(failed(e)), vec![]),
+        Err(e) => {
+            return (
+                Err(reply::failed(&e, timeout, "the request failed")),
+                vec![],
+            )
+        }
     };
     let status = resp.status();
     if status.is_redirection() {
@@ -177,20 +167,10 @@ async fn call(
             vec![],
         );
     }
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(c) => {
-                body.extend_from_slice(&c);
-                if body.len() as u64 > cap {
-                    body.truncate(cap as usize);
-                    return (Err(StepFailure::Stdout(human_bytes(cap))), body);
-                }
-            }
-            Err(e) => return (Err(failed(e)), body),
-        }
-    }
+    let body = match reply::body(resp, cap, timeout, "the request failed").await {
+        Ok(b) => b,
+        Err((f, partial)) => return (Err(f), partial),
+    };
     if status.is_success() {
         return (Ok(()), body);
     }
@@ -200,18 +180,6 @@ async fn call(
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     let out = json!({"status": status.as_u16(), "body": shown});
     (Ok(()), serde_json::to_vec(&out).unwrap_or_default())
-}
-
-/// An error with its causes, which say what actually went wrong (refused, reset…).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
@@ -283,10 +251,7 @@ impl StepRuntime for HttpRuntime {
         Box::pin(async move {
             match target {
                 Target::Http(t) => self.check(tenant, t),
-                other => Err(RuntimeError::Invalid(format!(
-                    "{} is not an http step",
-                    other.describe()
-                ))),
+                other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Http))),
             }
         })
     }

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use futures::StreamExt;
 
 use super::target::LambdaTarget;
 use super::{
-    human_bytes, BoxFuture, RuntimeError, StepFailure, StepOutcome, StepRequest, StepRuntime,
-    Target,
+    misrouted, reply, BoxFuture, RuntimeError, RuntimeKind, StepFailure, StepOutcome, StepRequest,
+    StepRuntime, Target,
 };
 
 /// The Lambda-backed [`StepRuntime`].
@@ -39,28 +38,21 @@ impl LambdaRuntime {
 
     async fn execute(&self, req: StepRequest) -> StepOutcome {
         let started = Instant::now();
-        let done = |result: Result<(), StepFailure>, stdout: Vec<u8>| StepOutcome {
-            result,
-            stdout,
-            stderr: Vec::new(),
-            elapsed: started.elapsed(),
-            figures: None,
-        };
         let Target::Lambda(t) = &req.target else {
-            let why = format!("{} is not a lambda step", req.target.describe());
-            return done(Err(StepFailure::Load(why)), vec![]);
+            let why = misrouted(&req.target, RuntimeKind::Lambda);
+            return StepOutcome::failed(started, StepFailure::Load(why));
         };
         let creds = match credentials() {
             Ok(c) => c,
-            Err(why) => return done(Err(StepFailure::Unavailable(why)), vec![]),
+            Err(why) => return StepOutcome::failed(started, StepFailure::Unavailable(why)),
         };
         let url = match invoke_url(t) {
             Ok(u) => u,
-            Err(why) => return done(Err(StepFailure::Rejected(why)), vec![]),
+            Err(why) => return StepOutcome::failed(started, StepFailure::Rejected(why)),
         };
         let signed = match signed_headers(&creds, &t.region, &url, &req.stdin) {
             Ok(h) => h,
-            Err(why) => return done(Err(StepFailure::Rejected(why)), vec![]),
+            Err(why) => return StepOutcome::failed(started, StepFailure::Rejected(why)),
         };
         let mut r = self
             .client
@@ -80,7 +72,7 @@ impl LambdaRuntime {
             out = call => out,
             _ = req.cancel.fired() => (Err(StepFailure::Cancelled), vec![]),
         };
-        done(result, stdout)
+        StepOutcome::ended(started, result, stdout, Vec::new())
     }
 }
 
@@ -140,16 +132,14 @@ async fn invoke(
     cap: u64,
     timeout: Duration,
 ) -> (Result<(), StepFailure>, Vec<u8>) {
-    let failed = |e: reqwest::Error| {
-        if e.is_timeout() {
-            StepFailure::Timeout(timeout)
-        } else {
-            StepFailure::Unavailable(format!("cannot call Lambda: {e}"))
-        }
-    };
     let resp = match r.send().await {
         Ok(r) => r,
-        Err(e) => return (Err(failed(e)), vec![]),
+        Err(e) => {
+            return (
+                Err(reply::failed(&e, timeout, "cannot call Lambda")),
+                vec![],
+            )
+        }
     };
     let status = resp.status();
     let header = |n: &str| {
@@ -160,20 +150,10 @@ async fn invoke(
     };
     let function_error = header("x-amz-function-error");
     let error_type = header("x-amzn-errortype");
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(c) => {
-                body.extend_from_slice(&c);
-                if body.len() as u64 > cap {
-                    body.truncate(cap as usize);
-                    return (Err(StepFailure::Stdout(human_bytes(cap))), body);
-                }
-            }
-            Err(e) => return (Err(failed(e)), body),
-        }
-    }
+    let body = match reply::body(resp, cap, timeout, "cannot call Lambda").await {
+        Ok(b) => b,
+        Err((f, partial)) => return (Err(f), partial),
+    };
     let said = || {
         serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -269,10 +249,7 @@ impl StepRuntime for LambdaRuntime {
         Box::pin(async move {
             match target {
                 Target::Lambda(_) => credentials().map(|_| ()).map_err(RuntimeError::Unavailable),
-                other => Err(RuntimeError::Invalid(format!(
-                    "{} is not a lambda step",
-                    other.describe()
-                ))),
+                other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Lambda))),
             }
         })
     }

@@ -6,6 +6,7 @@ mod dispatch;
 pub mod docker;
 pub mod http;
 pub mod lambda;
+mod reply;
 pub mod target;
 pub mod wasm;
 
@@ -93,6 +94,34 @@ impl Attempt {
     pub fn id(&self) -> String {
         format!("{}/{}/{}", self.run_id, self.step_id, self.attempt)
     }
+}
+
+impl StepOutcome {
+    /// An outcome without sandbox figures, timed from `started`.
+    pub fn ended(
+        started: std::time::Instant,
+        result: Result<(), StepFailure>,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    ) -> Self {
+        Self {
+            result,
+            stdout,
+            stderr,
+            elapsed: started.elapsed(),
+            figures: None,
+        }
+    }
+
+    /// An outcome that failed before anything ran.
+    pub fn failed(started: std::time::Instant, failure: StepFailure) -> Self {
+        Self::ended(started, Err(failure), Vec::new(), Vec::new())
+    }
+}
+
+/// What an adapter says of a target that is not its runtime's (a routing mistake).
+pub fn misrouted(target: &Target, runtime: RuntimeKind) -> String {
+    format!("{} is not a {} step", target.describe(), runtime.name())
 }
 
 /// Why an execution did not succeed.

@@ -18,8 +18,8 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use super::{
-    human_bytes, BoxFuture, ComponentKind, ComponentSource, RuntimeError, SandboxFigures,
-    StepFailure, StepOutcome, StepRequest, StepRuntime, Target,
+    human_bytes, misrouted, BoxFuture, ComponentKind, ComponentSource, RuntimeError, RuntimeKind,
+    SandboxFigures, StepFailure, StepOutcome, StepRequest, StepRuntime, Target,
 };
 
 /// How often the epoch ticks; deadlines are checked (and guests yield) at this pace.
@@ -348,9 +348,9 @@ impl WasmRuntime {
             Some(sha) if matches!(req.target, Target::Wasm { .. }) => {
                 self.load(&req.tenant, sha).await
             }
-            _ => Err(RuntimeError::Invalid(format!(
-                "{} is not a wasm step",
-                req.target.describe()
+            _ => Err(RuntimeError::Invalid(misrouted(
+                &req.target,
+                RuntimeKind::Wasm,
             ))),
         };
         let pre = match loaded {
@@ -493,10 +493,7 @@ impl StepRuntime for WasmRuntime {
         Box::pin(async move {
             match target {
                 Target::Wasm { component } => self.load(tenant, component).await.map(|_| ()),
-                other => Err(RuntimeError::Invalid(format!(
-                    "{} is not a wasm step",
-                    other.describe()
-                ))),
+                other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Wasm))),
             }
         })
     }

@@ -148,6 +148,15 @@ impl Dockerd {
             .block_on(async { docker.inspect_image(name).await.ok().and_then(|i| i.id) })
     }
 
+    /// Polls until a container exists (a docker step has started).
+    pub fn wait_a_container(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.containers().is_empty() {
+            assert!(Instant::now() < deadline, "no container was started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls until no container is left (each step's container is removed after it).
     pub fn wait_no_containers(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
