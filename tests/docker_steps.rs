@@ -259,3 +259,44 @@ fn a_step_cut_short_by_a_clean_stop_runs_again_in_a_fresh_container() {
     assert_eq!(run["steps"]["s"]["attempts"], 1, "{run:#}");
     d.wait_no_containers();
 }
+
+#[test]
+fn weir_dev_redeploys_a_docker_folder_edited_in_place() {
+    let d = Dockerd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let functions = tmp.path().join("functions");
+    let step_dir = functions.join("steps/say");
+    std::fs::create_dir_all(&step_dir).unwrap();
+    std::fs::write(
+        step_dir.join("Dockerfile"),
+        format!("FROM {IMAGE}\nCOPY say.sh /say.sh\nCMD [\"sh\", \"/say.sh\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        step_dir.join("say.sh"),
+        "cat > /dev/null; echo '{\"said\": \"v1\"}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        functions.join("say.json"),
+        json!({"id": "say", "triggers": [{"event": "go"}],
+            "steps": {"s": {"path": "file://./steps/say", "runtime": {"type": "docker"}}}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut s = Server::start_env(&["--docker-host", &d.host], &[], Some(&functions));
+    assert!(s.stdout.contains("loaded say v1"), "{}", s.stdout);
+    // Same size, new content: only the edit (time and bytes) tells it apart.
+    std::fs::write(
+        step_dir.join("say.sh"),
+        "cat > /dev/null; echo '{\"said\": \"v2\"}'\n",
+    )
+    .unwrap();
+    s.wait_output("reloaded say v2");
+    let run = s.send_and_finish(json!({"name": "go"}));
+    assert_eq!(
+        run["steps"]["s"]["output"],
+        json!({"said": "v2"}),
+        "{run:#}"
+    );
+}

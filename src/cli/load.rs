@@ -92,19 +92,7 @@ pub fn build_context(dir: &Path) -> Result<Vec<u8>> {
     if !dir.join("Dockerfile").is_file() {
         bail!("has no Dockerfile");
     }
-    let mut files = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.is_file() {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = folder_files(dir)?;
     let mut b = tar::Builder::new(Vec::new());
     for f in files {
         let rel = f.strip_prefix(dir).unwrap_or(&f);
@@ -122,6 +110,24 @@ pub fn build_context(dir: &Path) -> Result<Vec<u8>> {
         b.append_data(&mut h, rel, bytes.as_slice())?;
     }
     Ok(b.into_inner()?)
+}
+
+/// Every file under `dir`, at any depth, sorted.
+pub fn folder_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.is_file() {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Every `*.json` file directly in `dir`, sorted.

@@ -27,7 +27,8 @@ fn stamp_of(path: &Path) -> Option<(u64, SystemTime)> {
     Some((m.len(), m.modified().ok()?))
 }
 
-/// The stamp of a function file: itself, then each `file://` component it names.
+/// The stamp of a function file: itself, then each `file://` component it names (each
+/// file of a folder it names).
 fn stamp(file: &Path) -> Stamp {
     let mut out = vec![(file.to_path_buf(), stamp_of(file))];
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -51,6 +52,15 @@ fn stamp(file: &Path) -> Stamp {
         } else {
             base.join(rel)
         };
+        if c.is_dir() {
+            // A docker step's build folder: each file in it (so an edit in place
+            // counts, and the folders holding them are watched).
+            for f in super::load::folder_files(&c).unwrap_or_default() {
+                let st = stamp_of(&f);
+                out.push((f, st));
+            }
+            continue;
+        }
         let st = stamp_of(&c);
         out.push((c, st));
     }
