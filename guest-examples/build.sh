@@ -49,3 +49,6 @@ for src in "$here"/wat/*.wat; do
   "$weir" componentize "$src" -o "$out/$name.wasm" 2>/dev/null
   echo "built wat/$name.wat -> out/$name.wasm (component)"
 done
+
+# Python, with componentize-py from PyPI (a venv of its own).
+"$here/python/build.sh"

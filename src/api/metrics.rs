@@ -142,6 +142,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             vec![(Vec::new(), v.load(Ordering::Relaxed))],
         );
     }
+    for c in engine.runtime_counters() {
+        snap.add(c.name, c.help, true, vec![(Vec::new(), c.value)]);
+    }
     let tenants = s.tenant_counts();
     type Pick = fn(&crate::engine::TenantCounts) -> u64;
     let per_tenant: [(&'static str, &'static str, Pick); 4] = [

@@ -137,6 +137,11 @@ impl Engine {
         &self.stats
     }
 
+    /// What the step runtimes have counted (compiled components, cache hits…).
+    pub fn runtime_counters(&self) -> Vec<crate::runtime::RuntimeCounter> {
+        self.runtime.counters()
+    }
+
     /// How many step claims the store has not made durable yet.
     pub async fn claims_not_durable(&self) -> Result<u64, EngineError> {
         Ok(self.store.claims_not_durable().await?)

@@ -84,4 +84,12 @@ impl StepRuntime for Runtimes {
             }),
         }
     }
+
+    fn counters(&self) -> Vec<super::RuntimeCounter> {
+        self.adapters
+            .iter()
+            .flatten()
+            .flat_map(|a| a.counters())
+            .collect()
+    }
 }

@@ -319,6 +319,22 @@ pub trait StepRuntime: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Runs one step to completion (or failure).
     fn run(&self, req: StepRequest) -> BoxFuture<'_, StepOutcome>;
+
+    /// What the runtime has counted (for `/metrics`), if anything.
+    fn counters(&self) -> Vec<RuntimeCounter> {
+        Vec::new()
+    }
+}
+
+/// One counter a runtime keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeCounter {
+    /// Its metric name.
+    pub name: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Its value.
+    pub value: u64,
 }
 
 /// Formats a byte count the way users write limits (`64 MiB`).

@@ -18,8 +18,9 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use super::{
-    human_bytes, misrouted, BoxFuture, ComponentKind, ComponentSource, RuntimeError, RuntimeKind,
-    SandboxFigures, StepFailure, StepOutcome, StepRequest, StepRuntime, Target,
+    human_bytes, misrouted, BoxFuture, ComponentKind, ComponentSource, RuntimeCounter,
+    RuntimeError, RuntimeKind, SandboxFigures, StepFailure, StepOutcome, StepRequest, StepRuntime,
+    Target,
 };
 
 /// How often the epoch ticks; deadlines are checked (and guests yield) at this pace.
@@ -128,6 +129,9 @@ pub struct WasmRuntime {
     engine_tag: String,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    /// Components compiled from their bytes, and loaded from a stored compiled artefact.
+    compiled: std::sync::atomic::AtomicU64,
+    loaded: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for WasmRuntime {
@@ -253,6 +257,8 @@ impl WasmRuntime {
             engine_tag,
             pooling,
             ticker_stop,
+            compiled: Default::default(),
+            loaded: Default::default(),
         })
     }
 
@@ -325,6 +331,12 @@ impl WasmRuntime {
         )
         .await
         .map_err(|e| RuntimeError::Invalid(format!("compilation panicked: {e}")))??;
+        let counter = if fresh.is_some() {
+            &self.compiled
+        } else {
+            &self.loaded
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Some(ser) = fresh {
             self.source
                 .put_artifact(&artifact_key, ser)
@@ -500,6 +512,21 @@ impl StepRuntime for WasmRuntime {
 
     fn run(&self, req: StepRequest) -> BoxFuture<'_, StepOutcome> {
         Box::pin(self.execute(req))
+    }
+
+    fn counters(&self) -> Vec<RuntimeCounter> {
+        vec![
+            RuntimeCounter {
+                name: "weir_wasm_components_compiled",
+                help: "Components compiled from their bytes (then stored as artefacts)",
+                value: self.compiled.load(Ordering::Relaxed),
+            },
+            RuntimeCounter {
+                name: "weir_wasm_components_loaded_from_cache",
+                help: "Components loaded from a stored compiled artefact instead of compiled",
+                value: self.loaded.load(Ordering::Relaxed),
+            },
+        ]
     }
 }
 
