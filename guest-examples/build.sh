@@ -52,3 +52,6 @@ done
 
 # Python, with componentize-py from PyPI (a venv of its own).
 "$here/python/build.sh"
+
+# Rust with serde_json, offline with Debian's cargo and packaged crates.
+"$here/rust-serde/build.sh"
