@@ -55,3 +55,6 @@ done
 
 # Rust with serde_json, offline with Debian's cargo and packaged crates.
 "$here/rust-serde/build.sh"
+
+# JavaScript, with componentize-js from npm.
+"$here/js/build.sh"
