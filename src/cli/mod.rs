@@ -7,6 +7,7 @@ mod deploy;
 mod dev;
 mod events;
 mod load;
+mod new;
 mod replay;
 mod rollout;
 mod run;
@@ -64,6 +65,8 @@ enum Command {
     Rollout(rollout::Args),
     /// Turn a WASI preview1 module (.wasm or .wat) into a component.
     Componentize(componentize::Args),
+    /// Scaffold a step: `weir new --lang c|rust|js|python|wat NAME`.
+    New(new::Args),
     /// Register, list, show and infer event schemas on a running server.
     Schema(schema::Args),
     /// List stored events on a running server (`--invalid`: those with schema errors);
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(a) => cancel::main(a),
         Command::Rollout(a) => rollout::main(a),
         Command::Componentize(a) => componentize::main(a),
+        Command::New(a) => new::main(a),
         Command::Schema(a) => schema::main(a),
         Command::Events(a) => events::main(a),
         Command::Replay(a) => replay::main(a),
