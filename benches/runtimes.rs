@@ -1,5 +1,5 @@
 //! What one step costs in each runtime, through the same `StepRuntime` call the engine
-//! makes: wasm (a WAT echo on wasmtime), http (POST to a local receiver), docker (a
+//! makes: wasm (the WAT echo guest on wasmtime), http (POST to a local receiver), docker (a
 //! busybox `cat` in a private dockerd: create, attach, start, wait, inspect, remove) and
 //! lambda (moto's Invoke endpoint, SigV4-signed). Sequential calls with a small input;
 //! p50/p99/mean of the wall time from request to outcome.
@@ -28,16 +28,6 @@ use weir::runtime::lambda::LambdaRuntime;
 use weir::runtime::target::{DockerImage, DockerTarget, HttpTarget, LambdaTarget};
 use weir::runtime::wasm::{WasmConfig, WasmRuntime};
 use weir::runtime::{Attempt, MemorySource, ResolvedLimits, StepRequest, StepRuntime, Target};
-
-const ECHO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 4000))
-    (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (i32.store (i32.const 32) (i32.const 64)) (i32.store (i32.const 36) (i32.load (i32.const 16)))
-    (drop (call $w (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 20)))))"#;
 
 fn request(target: Target) -> StepRequest {
     let stdin = serde_json::json!({"event": {"name": "bench", "data": {"n": 1}}, "steps": {},
@@ -101,7 +91,11 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let source = Arc::new(MemorySource::default());
-        let module = wat::parse_str(ECHO).unwrap();
+        let module = wat::parse_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/guest-examples/wat/echo.wat"
+        ))
+        .unwrap();
         let sha = hex::encode(Sha256::digest(&module));
         source.insert_component("t", &sha, module);
         let wasm = WasmRuntime::new(source.clone(), WasmConfig::default()).unwrap();

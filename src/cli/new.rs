@@ -53,7 +53,8 @@ const WIT: [(&str, &str); 7] = [
 ];
 
 /// The files of a step in `lang`: (name, contents, executable); `STEP` stands for its
-/// name. The component it builds, and the file the function names.
+/// name. The Python, JavaScript and WAT sources are the example guests themselves, so
+/// what `weir new` writes is what `guest-examples/build.sh` builds and the tests run. The component it builds, and the file the function names.
 fn files(lang: Lang) -> (Vec<(&'static str, &'static str, bool)>, &'static str) {
     match lang {
         Lang::C => (
@@ -72,21 +73,33 @@ fn files(lang: Lang) -> (Vec<(&'static str, &'static str, bool)>, &'static str) 
         ),
         Lang::Wat => (
             vec![
-                ("STEP.wat", include_str!("new/step.wat"), false),
+                (
+                    "STEP.wat",
+                    include_str!("../../guest-examples/wat/echo.wat"),
+                    false,
+                ),
                 ("build.sh", include_str!("new/build-wat.sh"), true),
             ],
             "STEP.wat",
         ),
         Lang::Python => (
             vec![
-                ("app.py", include_str!("new/app.py"), false),
+                (
+                    "app.py",
+                    include_str!("../../guest-examples/python/greet.py"),
+                    false,
+                ),
                 ("build.sh", include_str!("new/build-python.sh"), true),
             ],
             "STEP.wasm",
         ),
         Lang::Js => (
             vec![
-                ("STEP.js", include_str!("new/step.js"), false),
+                (
+                    "STEP.js",
+                    include_str!("../../guest-examples/js/greet.js"),
+                    false,
+                ),
                 ("build.sh", include_str!("new/build-js.sh"), true),
             ],
             "STEP.wasm",

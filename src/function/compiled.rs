@@ -1,7 +1,7 @@
 //! The validated form of a function version, ready to run: its steps in topological
 //! order with compiled conditions, triggers, cancellation rules, retries and limits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::def::FunctionDef;
@@ -259,16 +259,5 @@ impl Function {
         v.sort();
         v.dedup();
         v
-    }
-
-    /// The uploads the steps run from (components, build contexts), with their steps.
-    pub fn uploads(&self) -> BTreeMap<String, Vec<String>> {
-        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in &self.steps {
-            if let Some(sha) = s.target.upload() {
-                m.entry(sha.to_string()).or_default().push(s.id.clone());
-            }
-        }
-        m
     }
 }

@@ -8,13 +8,6 @@ use super::{
     Target,
 };
 
-const KINDS: [RuntimeKind; 4] = [
-    RuntimeKind::Wasm,
-    RuntimeKind::Docker,
-    RuntimeKind::Lambda,
-    RuntimeKind::Http,
-];
-
 /// The adapters of this server, by runtime.
 #[derive(Default)]
 pub struct Runtimes {
@@ -44,14 +37,6 @@ impl Runtimes {
         self.adapters[slot(kind)] = None;
         self.absent[slot(kind)] = Some(why.into());
         self
-    }
-
-    /// The runtimes offered.
-    pub fn offered(&self) -> Vec<RuntimeKind> {
-        KINDS
-            .into_iter()
-            .filter(|k| self.adapters[slot(*k)].is_some())
-            .collect()
     }
 
     fn adapter(&self, kind: RuntimeKind) -> Result<&Arc<dyn StepRuntime>, String> {

@@ -69,11 +69,6 @@ impl DockerRuntime {
         }
     }
 
-    /// The engine's socket.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     /// A client of the engine, connected and version-negotiated once.
     pub async fn client(&self) -> Result<Docker, String> {
         let mut c = self.client.lock().await;

@@ -125,19 +125,6 @@ impl Target {
         }
     }
 
-    /// The upload it runs from, by sha256: a wasm step's component, or a built docker
-    /// step's build context.
-    pub fn upload(&self) -> Option<&str> {
-        match self {
-            Target::Wasm { component } => Some(component),
-            Target::Docker(DockerTarget {
-                image: DockerImage::Built(sha),
-                ..
-            }) => Some(sha),
-            _ => None,
-        }
-    }
-
     /// A short description for logs and pages (`wasm sha256:ab12…`, `docker busybox:local`).
     pub fn describe(&self) -> String {
         match self {

@@ -356,10 +356,8 @@ impl WasmRuntime {
 
     async fn execute(&self, req: StepRequest) -> StepOutcome {
         let started = Instant::now();
-        let loaded = match req.target.upload() {
-            Some(sha) if matches!(req.target, Target::Wasm { .. }) => {
-                self.load(&req.tenant, sha).await
-            }
+        let loaded = match &req.target {
+            Target::Wasm { component } => self.load(&req.tenant, component).await,
             _ => Err(RuntimeError::Invalid(misrouted(
                 &req.target,
                 RuntimeKind::Wasm,
