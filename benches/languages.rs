@@ -1,7 +1,9 @@
 //! The example step of each language through weir's wasm runtime: component size, the
 //! time to compile it (first deploy), the time to load its stored compiled artefact
 //! instead (a restart: a second runtime over the same store), and one step's run time
-//! (instantiate, feed the input, collect the output).
+//! (instantiate, feed the input, collect the output). The typed-world guests get the input
+//! as `run`'s argument (the Rust one is a core module: its compile includes wrapping it);
+//! the typed Python one also sends an event through `host.send-event` each run.
 //!
 //! `cargo bench --bench languages` (release). Without `--bench` (under `cargo test`) a
 //! smoke pass over the small guests (C, Rust, WAT), so that it cannot rot; the big ones
@@ -31,6 +33,7 @@ fn request(sha: &str) -> StepRequest {
         env: vec![],
         attempt: Default::default(),
         cancel: Default::default(),
+        sent_ids: Vec::new(),
     }
 }
 
@@ -38,9 +41,18 @@ fn request(sha: &str) -> StepRequest {
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-examples/out");
-    let mut guests = vec![("C", "hello"), ("Rust", "serde-greet"), ("WAT", "echo")];
+    let mut guests = vec![
+        ("C", "hello"),
+        ("Rust", "serde-greet"),
+        ("Rust, typed world", "typed-fanout"),
+        ("WAT", "echo"),
+    ];
     if full {
-        guests.extend([("Python", "py-greet"), ("JavaScript", "js-greet")]);
+        guests.extend([
+            ("Python", "py-greet"),
+            ("Python, typed world", "py-typed_greet"),
+            ("JavaScript", "js-greet"),
+        ]);
     }
     let runs = if full { 2_000 } else { 5 };
     println!(

@@ -46,6 +46,7 @@ fn request(target: Target) -> StepRequest {
             attempt: 0,
         },
         cancel: Default::default(),
+        sent_ids: Vec::new(),
     }
 }
 

@@ -63,6 +63,7 @@ fn step_vs_raw(c: &mut Criterion) {
         env: vec![],
         attempt: Default::default(),
         cancel: Default::default(),
+        sent_ids: Vec::new(),
     };
     let check = rt.block_on(runtime.run(req.clone()));
     assert!(

@@ -2,7 +2,8 @@
 # Builds every example step from source into guest-examples/out/.
 #   C    -> WASI preview1 core modules (clang --target=wasm32-wasi); weir wraps them into
 #           components when they are uploaded.
-#   Rust -> WASI preview1 core modules (Debian's rustc --target wasm32-wasi).
+#   Rust -> WASI preview1 core modules (Debian's rustc --target wasm32-wasi; with
+#           serde_json, Debian's cargo offline); rust-typed exports weir's typed entry point.
 #   WAT -> components, with `weir componentize` (so this script builds weir first).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -53,8 +54,10 @@ done
 # Python, with componentize-py from PyPI (a venv of its own).
 "$here/python/build.sh"
 
-# Rust with serde_json, offline with Debian's cargo and packaged crates.
+# Rust with serde_json, offline with Debian's cargo and packaged crates: a command, and a
+# typed step (world typed-step, a core module weir wraps when it is uploaded).
 "$here/rust-serde/build.sh"
+"$here/rust-typed/build.sh"
 
 # JavaScript, with componentize-js from npm.
 "$here/js/build.sh"

@@ -83,6 +83,10 @@ struct RawLimits {
     timeout: Option<String>,
     stdout: Option<String>,
     stderr: Option<String>,
+    /// Most events a step may send with `host.send-event`.
+    events: Option<u32>,
+    /// Largest event a step may send, e.g. `256KiB`.
+    event_size: Option<String>,
     /// Only in `[limits]`: the cost budget of every CEL evaluation.
     cel_cost: Option<u64>,
 }
@@ -219,6 +223,8 @@ fn limits(
         stdout: size("stdout", &raw.stdout, base.stdout)?,
         stderr: size("stderr", &raw.stderr, base.stderr)?,
         fuel: raw.fuel.or(base.fuel),
+        events: raw.events.unwrap_or(base.events),
+        event_size: size("event_size", &raw.event_size, base.event_size)?,
     })
 }
 
@@ -250,6 +256,7 @@ impl Config {
             ("memory", defaults.memory, ceilings.memory),
             ("stdout", defaults.stdout, ceilings.stdout),
             ("stderr", defaults.stderr, ceilings.stderr),
+            ("event_size", defaults.event_size, ceilings.event_size),
         ] {
             if d > c {
                 return Err(bad(
@@ -257,6 +264,15 @@ impl Config {
                     format!("{d} bytes is above ceilings.{name} ({c} bytes)"),
                 ));
             }
+        }
+        if defaults.events > ceilings.events {
+            return Err(bad(
+                "limits.events".into(),
+                format!(
+                    "{} is above ceilings.events ({})",
+                    defaults.events, ceilings.events
+                ),
+            ));
         }
         if defaults.timeout > ceilings.timeout {
             return Err(bad(
@@ -446,6 +462,25 @@ max_concurrent_steps = 4
             e.contains("limits.memory") && e.contains("ceilings.memory"),
             "{e}"
         );
+        let e = Config::parse(
+            "weir.toml",
+            &GOOD.replace("[ceilings]", "events = 2000\n[ceilings]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("limits.events: 2000 is above ceilings.events (1000)"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "weir.toml",
+            &GOOD.replace(
+                "[ceilings]",
+                "events = 7\nevent_size = \"1KiB\"\n[ceilings]",
+            ),
+        )
+        .unwrap();
+        assert_eq!((c.limits.events, c.limits.event_size), (7, 1024));
         let e = Config::parse("weir.toml", &GOOD.replace("api_acme_1", "evt_acme_1"))
             .unwrap_err()
             .to_string();

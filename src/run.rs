@@ -154,6 +154,19 @@ pub struct StepState {
     /// What the sandbox measured in the last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::runtime::SandboxFigures>,
+    /// The events its completed attempt sent (`host.send-event`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<SentEvent>,
+}
+
+/// An event a step sent: its id (`null` in a dry run, which captures it instead of
+/// sending it) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentEvent {
+    /// The stored event's id.
+    pub id: Option<String>,
+    /// Its name.
+    pub name: String,
 }
 
 /// What a wait belongs to.
@@ -311,6 +324,9 @@ impl Run {
                 if let Some(f) = &s.sandbox {
                     v["sandbox"] = serde_json::json!({"instantiate_us": f.instantiate_us,
                         "run_us": f.run_us, "fuel": f.fuel, "memory_peak": f.memory_peak});
+                }
+                if !s.sent.is_empty() {
+                    v["sent"] = serde_json::json!(s.sent);
                 }
                 (s.id.clone(), v)
             })

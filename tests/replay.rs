@@ -601,3 +601,59 @@ fn a_malformed_events_file_names_the_line_and_replays_nothing() {
     let (_, list) = s.get("/v1/replays");
     assert_eq!(list["data"], json!([]), "nothing replayed");
 }
+
+#[test]
+fn a_dry_run_captures_the_events_a_typed_step_sends_instead_of_sending_them() {
+    let s = Server::start();
+    let fanout = |limits: Value| {
+        json!({"id": "fanout", "triggers": [{"event": "order/placed"}],
+            "retries": {"attempts": 0},
+            "steps": {"split": {"path": "guest:typed-fanout", "limits": limits}}})
+    };
+    s.deploy_ok(fanout(json!({})));
+    s.deploy_ok(json!({"id": "item", "triggers": [{"event": "order/item"}],
+        "steps": {"echo": {"path": "guest:echo"}}}));
+    let run = s.send_and_finish(json!({"name": "order/placed",
+        "data": {"order": "o-1", "items": ["a", "b"]}}));
+    assert_eq!(run["steps"]["split"]["sent"].as_array().unwrap().len(), 2);
+    let items = || {
+        let (_, page) = s.get("/v1/events?name=order/item&limit=100");
+        page["data"].as_array().unwrap().len()
+    };
+    assert_eq!(items(), 2);
+    // Both item runs have ended before anything is counted.
+    let (_, page) = s.get("/v1/events?name=order/item&limit=100");
+    for ev in page["data"].as_array().unwrap() {
+        for r in s.runs_of(ev["id"].as_str().unwrap()) {
+            s.wait_done(&r);
+        }
+    }
+    let (_, before) = s.get("/v1/runs?limit=100");
+
+    // The same version: the step sends the same events, captured, so nothing differs.
+    let (id, _) = start_replay(
+        &s,
+        json!({"function": "fanout", "version": 1, "mode": "dry_run", "rate": 1000}),
+    );
+    let r = wait_replay(&s, &id);
+    assert_eq!(r["result"]["identical"], 1, "{r:#}");
+    // A version allowing one event per step: the dry run shows the step would now fail.
+    s.deploy_ok(fanout(json!({"events": 1})));
+    let (id, _) = start_replay(
+        &s,
+        json!({"function": "fanout", "version": 2, "mode": "dry_run", "rate": 1000}),
+    );
+    let r = wait_replay(&s, &id);
+    assert_eq!(r["result"]["new_failures"], 1, "{r:#}");
+    let diff = &r["differences"][0];
+    assert_eq!(diff["before"]["sent"], json!(["order/item", "order/item"]));
+    assert_eq!(diff["after"]["status"], "failed");
+    assert_eq!(
+        diff["after"]["error"],
+        "host.send-event refused an event: more than 1 events sent by one step (limits.events)"
+    );
+    // Neither dry run sent anything, nor started a run.
+    assert_eq!(items(), 2);
+    let (_, after) = s.get("/v1/runs?limit=100");
+    assert_eq!(before["data"], after["data"]);
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Python steps into components with componentize-py (PyPI, installed into a
 # venv of its own on first use, kept between runs): guest-examples/python/NAME.py ->
-# guest-examples/out/py-NAME.wasm, against weir's WIT (world `step`). A component is
-# built again only when its source is newer (each build takes ~14 s).
+# guest-examples/out/py-NAME.wasm, against weir's WIT: world `step` unless the source has a
+# `# weir-world: typed-step` line. A component is built again only when its source is newer
+# (each build takes ~14 s).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -23,6 +24,8 @@ for src in "$here"/*.py; do
     echo "python/$name.py -> out/py-$name.wasm is up to date"
     continue
   fi
-  (cd "$here" && "$venv/bin/componentize-py" -d "$root/wit" -w step componentize "$name" -o "$dest" >/dev/null)
-  echo "built python/$name.py -> out/py-$name.wasm (component, $(($(stat -c %s "$dest") / 1048576)) MiB)"
+  world="$(sed -n 's/^# weir-world: *//p' "$src" | head -n 1)"
+  world="${world:-step}"
+  (cd "$here" && "$venv/bin/componentize-py" -d "$root/wit" -w "$world" componentize "$name" -o "$dest" >/dev/null)
+  echo "built python/$name.py -> out/py-$name.wasm (world $world, $(($(stat -c %s "$dest") / 1048576)) MiB)"
 done

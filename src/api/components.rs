@@ -42,11 +42,13 @@ async fn upload(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = state.tenant(&headers)?;
     let bytes = read_body(body, state.config.max_component).await?;
-    let kind = state
+    let (kind, world) = state
         .engine
         .put_component(&tenant, &sha, bytes.to_vec())
         .await?;
-    Ok(Json(
-        json!({"sha256": sha.to_ascii_lowercase(), "kind": kind}),
-    ))
+    let mut reply = json!({"sha256": sha.to_ascii_lowercase(), "kind": kind});
+    if let Some(w) = world {
+        reply["world"] = json!(w);
+    }
+    Ok(Json(reply))
 }

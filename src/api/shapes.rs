@@ -380,6 +380,18 @@ pub struct Component {
     /// Its digest, lowercase.
     sha256: String,
     kind: ComponentKind,
+    /// Its WIT world (`wit/step.wit`), for wasm: `step` (a WASI command) or
+    /// `typed-step` (exports `weir:step/handler.run`).
+    #[schema(nullable = false)]
+    world: Option<World>,
+}
+
+/// weir's two worlds.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    Step,
+    TypedStep,
 }
 
 /// A component, a WASI preview1 module (wrapped as a component by weir), or a tar
@@ -553,6 +565,19 @@ pub struct StepState {
     /// What the sandbox measured in the last attempt.
     #[schema(nullable = false)]
     sandbox: Option<Sandbox>,
+    /// The events its completed attempt sent with `host.send-event`.
+    #[schema(nullable = false)]
+    sent: Option<Vec<SentEvent>>,
+}
+
+/// An event a step sent.
+#[derive(ToSchema, Serialize)]
+pub struct SentEvent {
+    /// The stored event's id (`null` when a dry run captured it instead of sending it).
+    #[schema(required = true)]
+    id: Option<String>,
+    /// Its name.
+    name: String,
 }
 
 /// What one attempt cost inside the sandbox.

@@ -35,23 +35,6 @@ pub struct Args {
     dir: PathBuf,
 }
 
-/// weir's WIT, for the languages whose build reads it.
-const WIT: [(&str, &str); 7] = [
-    ("step.wit", include_str!("../../wit/step.wit")),
-    ("deps/cli.wit", include_str!("../../wit/deps/cli.wit")),
-    ("deps/clocks.wit", include_str!("../../wit/deps/clocks.wit")),
-    (
-        "deps/filesystem.wit",
-        include_str!("../../wit/deps/filesystem.wit"),
-    ),
-    ("deps/io.wit", include_str!("../../wit/deps/io.wit")),
-    ("deps/random.wit", include_str!("../../wit/deps/random.wit")),
-    (
-        "deps/sockets.wit",
-        include_str!("../../wit/deps/sockets.wit"),
-    ),
-];
-
 /// The files of a step in `lang`: (name, contents, executable); `STEP` stands for its
 /// name. The Python, JavaScript and WAT sources are the example guests themselves, so
 /// what `weir new` writes is what `guest-examples/build.sh` builds and the tests run. The component it builds, and the file the function names.
@@ -143,7 +126,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
         write(&file.replace("STEP", name), text, exec)?;
     }
     if matches!(a.lang, Lang::Js | Lang::Python) {
-        for (file, text) in WIT {
+        for (file, text) in weir::runtime::wit::FILES {
             // The WIT is weir's own: written as it is (it names no step).
             let path = dir.join("wit").join(file);
             std::fs::create_dir_all(path.parent().unwrap_or(&dir))?;

@@ -50,13 +50,14 @@ impl Engine {
         Ok(f)
     }
 
-    /// Stores a component after checking its hash and that it is a usable step.
+    /// Stores a component after checking its hash and that it is a usable step; returns
+    /// its kind and, for wasm, its world.
     pub async fn put_component(
         &self,
         tenant: &str,
         sha256: &str,
         bytes: Vec<u8>,
-    ) -> Result<ComponentKind, EngineError> {
+    ) -> Result<(ComponentKind, Option<crate::runtime::typed::World>), EngineError> {
         let sha = sha256.to_ascii_lowercase();
         if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(EngineError::BadDigest(sha256.into()));
@@ -73,21 +74,22 @@ impl Engine {
             reason: e.to_string(),
         })?;
         self.store.put_component(tenant, &sha, bytes).await?;
+        let mut world = None;
         if kind != ComponentKind::DockerContext {
             // A component is compiled now, so a broken one is refused at upload. A build
             // context is built when a step names it.
             let target = crate::runtime::Target::Wasm {
                 component: sha.clone(),
             };
-            self.runtime
-                .prepare(tenant, &target)
-                .await
-                .map_err(|e| EngineError::Component {
+            let prepared = self.runtime.prepare(tenant, &target).await.map_err(|e| {
+                EngineError::Component {
                     sha: sha.clone(),
                     reason: describe(&e),
-                })?;
+                }
+            })?;
+            world = prepared.world;
         }
-        Ok(kind)
+        Ok((kind, world))
     }
 
     /// Validates and stores a new version of a function; returns `(id, version)`.
@@ -158,10 +160,14 @@ impl Engine {
                 ("memory", s.limits.memory, c.memory),
                 ("stdout", s.limits.stdout, c.stdout),
                 ("stderr", s.limits.stderr, c.stderr),
+                ("event_size", s.limits.event_size, c.event_size),
             ] {
                 if let Some(a) = asked.filter(|a| *a > max) {
                     return Err(over(what, hb(a), hb(max)));
                 }
+            }
+            if let Some(n) = s.limits.events.filter(|n| *n > c.events) {
+                return Err(over("events", n.to_string(), c.events.to_string()));
             }
             if let Some(t) = s.limits.timeout.filter(|t| *t > c.timeout) {
                 return Err(over(

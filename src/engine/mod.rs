@@ -15,6 +15,7 @@ mod registry;
 pub mod replay;
 pub mod rollout;
 mod schemas;
+pub(crate) mod sends;
 mod settings;
 pub mod step_input;
 pub mod stream;

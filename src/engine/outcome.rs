@@ -68,6 +68,7 @@ mod tests {
             stderr: b"note".to_vec(),
             elapsed: Duration::ZERO,
             figures: None,
+            sent: Vec::new(),
         }
     }
 

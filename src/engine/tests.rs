@@ -22,8 +22,8 @@ impl StepRuntime for Ok200 {
         &'a self,
         _: &'a str,
         _: &'a crate::runtime::Target,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async { Ok(()) })
+    ) -> BoxFuture<'a, Result<crate::runtime::Prepared, RuntimeError>> {
+        Box::pin(async { Ok(Default::default()) })
     }
 
     fn run(&self, _: StepRequest) -> BoxFuture<'_, StepOutcome> {
@@ -34,6 +34,7 @@ impl StepRuntime for Ok200 {
                 stderr: vec![],
                 elapsed: Duration::ZERO,
                 figures: None,
+                sent: Vec::new(),
             }
         })
     }
@@ -51,8 +52,11 @@ async fn wait_status(engine: &Engine, run: &str, want: RunStatus) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_run_is_failed_and_counted_and_the_others_go_on() {
+const SHA: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// An engine on a temporary store whose steps all answer 200, with `def` deployed (for
+/// tenant `t`), started.
+async fn started(def: serde_json::Value) -> (Arc<EmbeddedStore>, Arc<Engine>) {
     let store = Arc::new(EmbeddedStore::temporary(Kv::Redb).unwrap());
     let engine = Engine::new(
         store.clone() as Arc<dyn Store>,
@@ -61,12 +65,19 @@ async fn a_corrupt_run_is_failed_and_counted_and_the_others_go_on() {
     )
     .await
     .unwrap();
-    let sha = format!("sha256:{}", "a".repeat(64));
-    let def = FunctionDef::from_value(json!({"id": "f", "triggers": [{"event": "go"}],
-        "steps": {"a": {"path": sha}, "b": {"path": sha, "after": [{"step": "a"}]}}}))
-    .unwrap();
-    engine.deploy("t", def).await.unwrap();
+    engine
+        .deploy("t", FunctionDef::from_value(def).unwrap())
+        .await
+        .unwrap();
     engine.start();
+    (store, engine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_run_is_failed_and_counted_and_the_others_go_on() {
+    let (store, engine) = started(json!({"id": "f", "triggers": [{"event": "go"}],
+        "steps": {"a": {"path": SHA}, "b": {"path": SHA, "after": [{"step": "a"}]}}}))
+    .await;
     // A run whose stored state does not fit its function: no step states at all, but a
     // queue entry for step `a` (as a bug or a bad disk could leave it).
     // Dated far ahead, so that the ingest loop leaves it alone (it would otherwise
@@ -133,6 +144,56 @@ async fn a_corrupt_run_is_failed_and_counted_and_the_others_go_on() {
             break;
         }
         assert!(Instant::now() < deadline, "a lease leaked: {held} held");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A step whose events were ingested but whose result was not recorded (weir stopped in
+/// between) runs again and sends the same events again: their idempotency keys make the
+/// second sending trigger nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_sending_its_events_again_triggers_nothing_twice() {
+    let (_store, engine) = started(json!({"id": "f", "triggers": [{"event": "item"}],
+        "steps": {"a": {"path": SHA}}}))
+    .await;
+    let events = || parse_batch(br#"[{"name":"item"},{"name":"item"}]"#, 2).unwrap();
+    let first = super::sends::ingest(&engine, "t", "run-1", "split", events())
+        .await
+        .unwrap();
+    let again = super::sends::ingest(&engine, "t", "run-1", "split", events())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (a, b) in first.iter().zip(&again) {
+        let (a, b) = (a.id.clone().unwrap(), b.id.clone().unwrap());
+        assert_ne!(a, b, "each sending is stored");
+        loop {
+            let (ea, eb) = (
+                engine.event("t", &a).await.unwrap(),
+                engine.event("t", &b).await.unwrap(),
+            );
+            if ea.run_ids.len() == 1 && eb.duplicate_of.is_some() {
+                assert_eq!(eb.duplicate_of.as_deref(), Some(a.as_str()));
+                assert!(eb.run_ids.is_empty(), "the repeat started {:?}", eb.run_ids);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ea:?} / {eb:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // Another step (or run) sending the same events is not a repeat.
+    let other = super::sends::ingest(&engine, "t", "run-2", "split", events())
+        .await
+        .unwrap();
+    let id = other[0].id.clone().unwrap();
+    loop {
+        let e = engine.event("t", &id).await.unwrap();
+        if !e.run_ids.is_empty() {
+            assert_eq!(e.duplicate_of, None);
+            break;
+        }
+        assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -190,7 +190,12 @@ async fn try_execute(
             error: "interrupted: weir stopped while this attempt ran".into(),
             output: None,
         };
-        return record(engine, &lease, None, f, idx, started, result, None, None).await;
+        let extras = Extras {
+            log: None,
+            sandbox: None,
+            sent: Vec::new(),
+        };
+        return record(engine, &lease, None, f, idx, started, result, extras).await;
     }
     let now = now_ms();
     // A corrupt run (its state does not fit its function) must fail, not take the worker
@@ -243,11 +248,22 @@ async fn try_execute(
     let attempt = run.steps[idx].attempts.saturating_sub(1);
     let mut req = step_request(engine, &entry.tenant, &f, idx, stdin, &run.id, attempt);
     req.cancel = cancel;
-    let outcome = engine.runtime.run(req).await;
+    let mut outcome = engine.runtime.run(req).await;
     let took = began.elapsed().as_secs_f64();
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
     let sandbox = outcome.figures;
+    let events = std::mem::take(&mut outcome.sent);
     let (result, log) = classify(outcome);
+    let (result, log, sent) = send_events(
+        engine,
+        &entry.tenant,
+        &run.id,
+        &entry.step_id,
+        events,
+        result,
+        log,
+    )
+    .await;
     engine.metrics.step_finished(
         &entry.tenant,
         &run.function_id,
@@ -262,7 +278,56 @@ async fn try_execute(
             tracing::warn!(attempt, "step attempt failed: {error}");
         }
     }
-    record(engine, &lease, Some(run), f, idx, now, result, log, sandbox).await
+    let extras = Extras { log, sandbox, sent };
+    record(engine, &lease, Some(run), f, idx, now, result, extras).await
+}
+
+/// What is recorded with a step's result besides it.
+struct Extras {
+    log: Option<String>,
+    sandbox: Option<crate::runtime::SandboxFigures>,
+    sent: Vec<crate::run::SentEvent>,
+}
+
+/// Ingests the events a completed attempt sent, before its result is recorded; a
+/// refusal fails the step (at once if the events were wrong, else to be retried). A
+/// failed attempt's events are dropped, and its log says so.
+async fn send_events(
+    engine: &Engine,
+    tenant: &str,
+    run_id: &str,
+    step_id: &str,
+    events: Vec<crate::event::Event>,
+    result: StepResult,
+    log: Option<String>,
+) -> (StepResult, Option<String>, Vec<crate::run::SentEvent>) {
+    if events.is_empty() {
+        return (result, log, Vec::new());
+    }
+    let StepResult::Completed(output) = result else {
+        let note = format!(
+            "{} events sent by this attempt were dropped: it did not complete",
+            events.len()
+        );
+        let log = Some(match log {
+            Some(l) if !l.is_empty() => format!("{l}\n{note}"),
+            _ => note,
+        });
+        return (result, log, Vec::new());
+    };
+    match super::sends::ingest(engine, tenant, run_id, step_id, events).await {
+        Ok(sent) => (StepResult::Completed(output), log, sent),
+        Err(e) => {
+            let error = format!("the events it sent were refused: {e}");
+            let output = Some(output);
+            let result = if e.is_client_error() {
+                StepResult::Permanent { error, output }
+            } else {
+                StepResult::Retryable { error, output }
+            };
+            (result, log, Vec::new())
+        }
+    }
 }
 
 /// What the runtime is asked to execute for step `idx` of `f` in run `run_id`: its
@@ -287,6 +352,7 @@ pub(super) fn step_request(
             attempt,
         },
         cancel: Cancel::default(),
+        sent_ids: Vec::new(),
         stdin,
         limits: ResolvedLimits {
             memory: step.limits.memory.unwrap_or(d.memory),
@@ -294,6 +360,8 @@ pub(super) fn step_request(
             stdout: step.limits.stdout.unwrap_or(d.stdout),
             stderr: step.limits.stderr.unwrap_or(d.stderr),
             fuel: step.limits.fuel.or(d.fuel),
+            events: step.limits.events.unwrap_or(d.events),
+            event_size: step.limits.event_size.unwrap_or(d.event_size),
         },
         env: step.env.clone(),
     }
@@ -313,9 +381,9 @@ async fn record(
     idx: usize,
     started: i64,
     result: StepResult,
-    log: Option<String>,
-    sandbox: Option<crate::runtime::SandboxFigures>,
+    extras: Extras,
 ) -> Result<(), EngineError> {
+    let Extras { log, sandbox, sent } = extras;
     let jitter: f64 = rand::random();
     let done = now_ms();
     let due = lease.entry.due;
@@ -331,6 +399,7 @@ async fn record(
             if std::mem::take(&mut on_claimed) {
                 let c = dag::complete(&f, r, idx, result.clone(), log.clone(), done, jitter)?;
                 r.steps[idx].sandbox = sandbox;
+                r.steps[idx].sent = sent.clone();
                 return Some(c);
             }
             match dag::on_due(&f, r, idx, due, started) {
@@ -338,6 +407,7 @@ async fn record(
                     let rest =
                         dag::complete(&f, r, idx, result.clone(), log.clone(), done, jitter)?;
                     r.steps[idx].sandbox = sandbox;
+                    r.steps[idx].sent = sent.clone();
                     c.extend(rest);
                     Some(c)
                 }

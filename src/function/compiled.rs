@@ -232,6 +232,10 @@ pub struct Limits {
     pub stdout: Option<u64>,
     /// stderr cap in bytes.
     pub stderr: Option<u64>,
+    /// Most events one attempt may send.
+    pub events: Option<u32>,
+    /// Largest event it may send, in bytes.
+    pub event_size: Option<u64>,
 }
 
 impl Limits {
@@ -243,6 +247,8 @@ impl Limits {
             fuel: self.fuel.or(base.fuel),
             stdout: self.stdout.or(base.stdout),
             stderr: self.stderr.or(base.stderr),
+            events: self.events.or(base.events),
+            event_size: self.event_size.or(base.event_size),
         }
     }
 }

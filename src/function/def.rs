@@ -83,6 +83,12 @@ pub struct LimitsDef {
     /// stderr cap, e.g. `1MiB`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
+    /// Most events one attempt may send with `host.send-event`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u32>,
+    /// Largest event it may send (JSON), e.g. `64KiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_size: Option<String>,
 }
 
 /// A step as declared.

@@ -425,6 +425,8 @@ fn limits(l: Option<&LimitsDef>) -> Result<Limits, String> {
         },
         stdout: size("stdout", &l.stdout)?,
         stderr: size("stderr", &l.stderr)?,
+        events: l.events,
+        event_size: size("event_size", &l.event_size)?,
     })
 }
 

@@ -54,7 +54,7 @@ impl StepRuntime for Runtimes {
         &'a self,
         tenant: &'a str,
         target: &'a Target,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    ) -> BoxFuture<'a, Result<super::Prepared, RuntimeError>> {
         match self.adapter(target.kind()) {
             Ok(a) => a.prepare(tenant, target),
             Err(why) => Box::pin(async move { Err(RuntimeError::Unavailable(why)) }),

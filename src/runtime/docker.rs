@@ -537,10 +537,13 @@ impl StepRuntime for DockerRuntime {
         &'a self,
         tenant: &'a str,
         target: &'a Target,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    ) -> BoxFuture<'a, Result<super::Prepared, RuntimeError>> {
         Box::pin(async move {
             match target {
-                Target::Docker(t) => self.check(tenant, t).await,
+                Target::Docker(t) => self
+                    .check(tenant, t)
+                    .await
+                    .map(|_| super::Prepared::default()),
                 other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Docker))),
             }
         })

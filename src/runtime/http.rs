@@ -247,10 +247,10 @@ impl StepRuntime for HttpRuntime {
         &'a self,
         tenant: &'a str,
         target: &'a Target,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    ) -> BoxFuture<'a, Result<super::Prepared, RuntimeError>> {
         Box::pin(async move {
             match target {
-                Target::Http(t) => self.check(tenant, t),
+                Target::Http(t) => self.check(tenant, t).map(|_| super::Prepared::default()),
                 other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Http))),
             }
         })

@@ -245,10 +245,12 @@ impl StepRuntime for LambdaRuntime {
         &'a self,
         _tenant: &'a str,
         target: &'a Target,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    ) -> BoxFuture<'a, Result<super::Prepared, RuntimeError>> {
         Box::pin(async move {
             match target {
-                Target::Lambda(_) => credentials().map(|_| ()).map_err(RuntimeError::Unavailable),
+                Target::Lambda(_) => credentials()
+                    .map(|_| super::Prepared::default())
+                    .map_err(RuntimeError::Unavailable),
                 other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Lambda))),
             }
         })

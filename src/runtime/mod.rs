@@ -8,7 +8,9 @@ pub mod http;
 pub mod lambda;
 mod reply;
 pub mod target;
+pub mod typed;
 pub mod wasm;
+pub mod wit;
 
 pub use cancel::Cancel;
 pub use dispatch::Runtimes;
@@ -34,6 +36,10 @@ pub struct ResolvedLimits {
     pub stderr: u64,
     /// CPU fuel budget (roughly one unit per wasm instruction), if any.
     pub fuel: Option<u64>,
+    /// Most events one attempt may send with `host.send-event`.
+    pub events: u32,
+    /// Largest event it may send (JSON bytes).
+    pub event_size: u64,
 }
 
 impl ResolvedLimits {
@@ -44,6 +50,8 @@ impl ResolvedLimits {
         stdout: 64 << 20,
         stderr: 16 << 20,
         fuel: None,
+        events: 1_000,
+        event_size: 3 << 20,
     };
 }
 
@@ -55,6 +63,8 @@ impl Default for ResolvedLimits {
             stdout: 4 << 20,
             stderr: 1 << 20,
             fuel: None,
+            events: 100,
+            event_size: 256 << 10,
         }
     }
 }
@@ -76,6 +86,9 @@ pub struct StepRequest {
     pub attempt: Attempt,
     /// Fired when the run is cancelled: the step is stopped.
     pub cancel: Cancel,
+    /// The ids `host.send-event` answers with, in order, before it makes new ones: a dry
+    /// run gives the original attempt's, so that a step reporting them compares equal.
+    pub sent_ids: Vec<String>,
 }
 
 /// Names one attempt of one step of one run.
@@ -110,6 +123,7 @@ impl StepOutcome {
             stderr,
             elapsed: started.elapsed(),
             figures: None,
+            sent: Vec::new(),
         }
     }
 
@@ -163,12 +177,24 @@ pub enum StepFailure {
     /// The target refused the request as wrong, not as a passing failure (not retried).
     #[error("{0}")]
     Rejected(String),
+    /// A typed step returned a `step-error`: retried if `status` is 500 or more.
+    #[error("step error {status}: {message}")]
+    Returned {
+        /// Its status (the stdout convention's).
+        status: u16,
+        /// Its message.
+        message: String,
+    },
 }
 
 impl StepFailure {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StepFailure::Rejected(_) | StepFailure::Cancelled)
+        match self {
+            StepFailure::Rejected(_) | StepFailure::Cancelled => false,
+            StepFailure::Returned { status, .. } => *status >= 500,
+            _ => true,
+        }
     }
 }
 
@@ -185,6 +211,8 @@ pub struct StepOutcome {
     pub elapsed: Duration,
     /// What the sandbox measured, when the step got as far as being instantiated.
     pub figures: Option<SandboxFigures>,
+    /// The events it sent through `host.send-event` (validated, not yet ingested).
+    pub sent: Vec<crate::event::Event>,
 }
 
 /// What one execution cost inside the sandbox: shown per step in the run's record.
@@ -316,7 +344,7 @@ pub trait StepRuntime: Send + Sync + 'static {
         &'a self,
         tenant: &'a str,
         target: &'a Target,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    ) -> BoxFuture<'a, Result<Prepared, RuntimeError>>;
     /// Runs one step to completion (or failure).
     fn run(&self, req: StepRequest) -> BoxFuture<'_, StepOutcome>;
 
@@ -324,6 +352,13 @@ pub trait StepRuntime: Send + Sync + 'static {
     fn counters(&self) -> Vec<RuntimeCounter> {
         Vec::new()
     }
+}
+
+/// What [`StepRuntime::prepare`] found out about a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prepared {
+    /// The WIT world of a wasm component.
+    pub world: Option<typed::World>,
 }
 
 /// One counter a runtime keeps.

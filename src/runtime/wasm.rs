@@ -17,8 +17,9 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
+use super::typed::{self, HostCalls, SendLimits, TypedStepPre, World};
 use super::{
-    human_bytes, misrouted, BoxFuture, ComponentKind, ComponentSource, RuntimeCounter,
+    human_bytes, misrouted, BoxFuture, ComponentKind, ComponentSource, Prepared, RuntimeCounter,
     RuntimeError, RuntimeKind, SandboxFigures, StepFailure, StepOutcome, StepRequest, StepRuntime,
     Target,
 };
@@ -53,11 +54,13 @@ impl Default for WasmConfig {
     }
 }
 
-/// Per-store host state: WASI context plus the resource limiter.
+/// Per-store host state: WASI context, the resource limiter, and what the guest asked
+/// of `weir:step/host`.
 pub struct Host {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    pub(super) calls: HostCalls,
 }
 
 impl WasiView for Host {
@@ -117,7 +120,22 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 }
 
-type Pre = Arc<CommandPre<Host>>;
+/// A component ready to instantiate, in its world.
+enum Ready {
+    Command(CommandPre<Host>),
+    Typed(TypedStepPre<Host>),
+}
+
+impl Ready {
+    fn world(&self) -> World {
+        match self {
+            Ready::Command(_) => World::Step,
+            Ready::Typed(_) => World::TypedStep,
+        }
+    }
+}
+
+type Pre = Arc<Ready>;
 type Cache = Mutex<HashMap<(String, String), Arc<OnceCell<Pre>>>>;
 
 /// The wasmtime-backed [`StepRuntime`].
@@ -192,21 +210,42 @@ pub fn kind_of(bytes: &[u8]) -> Result<ComponentKind, RuntimeError> {
     }
 }
 
-/// Wraps a WASI preview1 command module into a component with the standard adapter.
+/// Wraps a WASI preview1 module into a component with the standard adapter: a command
+/// (`_start`) into world `step`; a module exporting `weir:step/handler@0.1.0#run` (the
+/// typed entry point, in the canonical ABI) into world `typed-step`, with weir's WIT
+/// embedded and the reactor adapter.
 pub fn componentize(module: &[u8]) -> Result<Vec<u8>, RuntimeError> {
-    let encoder = wit_component::ComponentEncoder::default()
-        .module(module)
-        .map_err(|e| RuntimeError::Invalid(format!("cannot read the core module: {e:#}")))?
-        .adapter(
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+    use wasi_preview1_component_adapter_provider as adapters;
+    let typed = typed::is_typed_module(module);
+    let mut module = module.to_vec();
+    let adapter = if typed {
+        let (resolve, world) = super::wit::world("typed-step").map_err(RuntimeError::Invalid)?;
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
         )
+        .map_err(|e| RuntimeError::Invalid(format!("cannot embed weir's WIT: {e:#}")))?;
+        adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
+    } else {
+        adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER
+    };
+    let encoder = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .map_err(|e| RuntimeError::Invalid(format!("cannot read the core module: {e:#}")))?
+        .adapter(adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter)
         .map_err(|e| RuntimeError::Invalid(format!("cannot load the WASI adapter: {e:#}")))?
         .validate(true);
     let mut encoder = encoder;
     encoder.encode().map_err(|e| {
+        let what = if typed {
+            "a typed step exporting weir:step/handler@0.1.0#run"
+        } else {
+            "a WASI preview1 command"
+        };
         RuntimeError::Invalid(format!(
-            "cannot wrap the module into a component (is it a WASI preview1 command?): {e:#}"
+            "cannot wrap the module into a component (is it {what}?): {e:#}"
         ))
     })
 }
@@ -230,6 +269,8 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Invalid(format!("cannot set up WASI: {e}")))?;
+        typed::add_host_to_linker::<Host, wasmtime::component::HasSelf<Host>>(&mut linker, |h| h)
+            .map_err(|e| RuntimeError::Invalid(format!("cannot set up weir:step/host: {e}")))?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_tag = format!("wasmtime-{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish());
@@ -343,18 +384,25 @@ impl WasmRuntime {
                 .await
                 .map_err(RuntimeError::Store)?;
         }
+        typed::check_imports(&component, &self.engine)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             RuntimeError::Invalid(format!("imports something weir does not provide: {e:#}"))
         })?;
-        let pre = CommandPre::new(pre).map_err(|e| {
-            RuntimeError::Invalid(format!(
-                "is not a WASI command (it must export wasi:cli/run): {e:#}"
-            ))
-        })?;
-        Ok(Arc::new(pre))
+        let world = typed::world_of(&component, &self.engine)?;
+        let ready = match world {
+            World::Step => Ready::Command(CommandPre::new(pre).map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "is not a WASI command (it must export wasi:cli/run): {e:#}"
+                ))
+            })?),
+            World::TypedStep => Ready::Typed(TypedStepPre::new(pre).map_err(|e| {
+                RuntimeError::Invalid(format!("does not fit world typed-step: {e:#}"))
+            })?),
+        };
+        Ok(Arc::new(ready))
     }
 
-    async fn execute(&self, req: StepRequest) -> StepOutcome {
+    async fn execute(&self, mut req: StepRequest) -> StepOutcome {
         let started = Instant::now();
         let loaded = match &req.target {
             Target::Wasm { component } => self.load(&req.tenant, component).await,
@@ -365,15 +413,7 @@ impl WasmRuntime {
         };
         let pre = match loaded {
             Ok(p) => p,
-            Err(e) => {
-                return StepOutcome {
-                    result: Err(StepFailure::Load(e.to_string())),
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    elapsed: started.elapsed(),
-                    figures: None,
-                }
-            }
+            Err(e) => return StepOutcome::failed(started, StepFailure::Load(e.to_string())),
         };
         // Instantiation is timed from here: finding (or compiling) the component is not
         // part of it.
@@ -381,9 +421,15 @@ impl WasmRuntime {
         let limits = req.limits;
         let stdout = MemoryOutputPipe::new(limits.stdout as usize);
         let stderr = MemoryOutputPipe::new(limits.stderr as usize);
+        // A typed step's input is `run`'s argument and its output `run`'s result: what it
+        // prints goes to its log, with what it writes to stderr and `host.log`.
+        let (stdin, input, printed) = match &*pre {
+            Ready::Command(_) => (std::mem::take(&mut req.stdin), Vec::new(), stdout.clone()),
+            Ready::Typed(_) => (Vec::new(), std::mem::take(&mut req.stdin), stderr.clone()),
+        };
         let mut b = WasiCtx::builder();
-        b.stdin(MemoryInputPipe::new(req.stdin))
-            .stdout(stdout.clone())
+        b.stdin(MemoryInputPipe::new(stdin))
+            .stdout(printed)
             .stderr(stderr.clone())
             .args(&["step"])
             .envs(&req.env)
@@ -398,17 +444,22 @@ impl WasmRuntime {
                 memory_hit: false,
                 peak: 0,
             },
+            calls: HostCalls::new(
+                stderr.clone(),
+                SendLimits {
+                    events: limits.events,
+                    event_size: limits.event_size,
+                },
+                std::mem::take(&mut req.sent_ids),
+            ),
         };
         let mut store = wasmtime::Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
         if let Err(e) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
-            return StepOutcome {
-                result: Err(StepFailure::Load(format!("cannot set fuel: {e}"))),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                elapsed: started.elapsed(),
-                figures: None,
-            };
+            return StepOutcome::failed(
+                started,
+                StepFailure::Load(format!("cannot set fuel: {e}")),
+            );
         }
         let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
@@ -422,10 +473,27 @@ impl WasmRuntime {
         });
         let fuel_start = limits.fuel.unwrap_or(u64::MAX);
         let mut instantiated = None;
+        // A command's exit status, or a typed step's result (its output or step-error).
+        let mut returned: Option<Result<String, typed::StepError>> = None;
         let run = async {
-            let cmd = pre.instantiate_async(&mut store).await?;
-            instantiated = Some(Instant::now());
-            cmd.wasi_cli_run().call_run(&mut store).await
+            match &*pre {
+                Ready::Command(p) => {
+                    let cmd = p.instantiate_async(&mut store).await?;
+                    instantiated = Some(Instant::now());
+                    cmd.wasi_cli_run().call_run(&mut store).await
+                }
+                Ready::Typed(p) => {
+                    let step = p.instantiate_async(&mut store).await?;
+                    instantiated = Some(Instant::now());
+                    let input = String::from_utf8_lossy(&input);
+                    let r = step
+                        .weir_step_handler()
+                        .call_run(&mut store, &input)
+                        .await?;
+                    returned = Some(r);
+                    Ok(Ok(()))
+                }
+            }
         }
         .await;
         let ended = Instant::now();
@@ -436,8 +504,19 @@ impl WasmRuntime {
             fuel: fuel_start.saturating_sub(store.get_fuel().unwrap_or(fuel_start)),
             memory_peak: store.data().limiter.peak as u64,
         });
+        let calls = std::mem::replace(
+            &mut store.data_mut().calls,
+            HostCalls::new(
+                MemoryOutputPipe::new(0),
+                SendLimits {
+                    events: 0,
+                    event_size: 0,
+                },
+                Vec::new(),
+            ),
+        );
         drop(store);
-        let out = stdout.contents().to_vec();
+        let mut out = stdout.contents().to_vec();
         let err = stderr.contents().to_vec();
         let result = match run {
             Ok(Ok(())) => Ok(()),
@@ -465,6 +544,33 @@ impl WasmRuntime {
                 }
             }
         };
+        let result = match (result, returned) {
+            (Ok(()), Some(Ok(output))) => {
+                out = output.into_bytes();
+                Ok(())
+            }
+            (Ok(()), Some(Err(e))) => {
+                out = serde_json::to_vec(&serde_json::json!({
+                    "status": e.status, "error": e.message,
+                }))
+                .unwrap_or_default();
+                Err(StepFailure::Returned {
+                    // A step-error below 400 is still an error: retried like a 500.
+                    status: if e.status < 400 { 500 } else { e.status },
+                    message: e.message,
+                })
+            }
+            (r, _) => r,
+        };
+        // A refused `host.send-event` fails the step whatever the guest did with the
+        // refusal: sending would not succeed on another attempt either.
+        let result = match (result, calls.refused) {
+            (Err(StepFailure::Cancelled), _) => Err(StepFailure::Cancelled),
+            (_, Some(why)) => Err(StepFailure::Rejected(format!(
+                "host.send-event refused an event: {why}"
+            ))),
+            (r, None) => r,
+        };
         // A full pipe refuses further writes; a guest may ignore that and exit 0, so the
         // cap is judged by what was captured.
         let result = match result {
@@ -482,6 +588,7 @@ impl WasmRuntime {
             stderr: err,
             elapsed: started.elapsed(),
             figures,
+            sent: calls.sent,
         }
     }
 }
@@ -499,10 +606,14 @@ impl StepRuntime for WasmRuntime {
         &'a self,
         tenant: &'a str,
         target: &'a Target,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    ) -> BoxFuture<'a, Result<Prepared, RuntimeError>> {
         Box::pin(async move {
             match target {
-                Target::Wasm { component } => self.load(tenant, component).await.map(|_| ()),
+                Target::Wasm { component } => {
+                    self.load(tenant, component).await.map(|r| Prepared {
+                        world: Some(r.world()),
+                    })
+                }
                 other => Err(RuntimeError::Invalid(misrouted(other, RuntimeKind::Wasm))),
             }
         })
@@ -563,6 +674,7 @@ mod tests {
             env: vec![],
             attempt: Default::default(),
             cancel: Default::default(),
+            sent_ids: Vec::new(),
         }
     }
 

@@ -98,6 +98,7 @@ pub(crate) fn run(id: &str, tenant: &str, function: &str, user: Option<&str>, ev
             ready_at: None,
             first_started_at: None,
             sandbox: None,
+            sent: Vec::new(),
         }],
         waits: vec![],
         rollout_id: None,

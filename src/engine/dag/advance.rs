@@ -40,6 +40,7 @@ pub fn new_run(
             ready_at: None,
             first_started_at: None,
             sandbox: None,
+            sent: Vec::new(),
         })
         .collect();
     let mut run = Run {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::spec::Difference;
 use crate::engine::dag::{self, Due};
 use crate::engine::worker::step_request;
-use crate::engine::{classify, step_input, Engine};
+use crate::engine::{classify, sends, step_input, Engine};
 use crate::event::{now_ms, Event};
 use crate::function::Function;
 use crate::run::{QueueEntry, Run, RunStatus, WaitSlot};
@@ -53,18 +53,34 @@ pub async fn simulate(
         match dag::on_due(f, &mut run, idx, entry.due, now) {
             Due::Execute(c) => {
                 apply(f, &mut run, original, c, &mut queue, now);
-                let (result, log) = if f.steps[idx].target.kind() == RuntimeKind::Wasm {
+                let (result, log, captured) = if f.steps[idx].target.kind() == RuntimeKind::Wasm {
                     let stdin = step_input::stdin(&run, idx);
                     let permit = low_priority_permit(engine).await;
                     // Numbered from 0, like `ctx.attempt` (the claim counted this one already).
                     let attempt = run.steps[idx].attempts.saturating_sub(1);
-                    let req = step_request(engine, &run.tenant, f, idx, stdin, &run.id, attempt);
+                    let mut req =
+                        step_request(engine, &run.tenant, f, idx, stdin, &run.id, attempt);
+                    req.sent_ids = original
+                        .and_then(|o| o.step(&f.steps[idx].id))
+                        .map(|s| s.sent.iter().filter_map(|e| e.id.clone()).collect())
+                        .unwrap_or_default();
                     let outcome = engine.runtime.run(req).await;
                     drop(permit);
-                    classify(outcome)
+                    // What it sends is captured, not sent: a dry run records nothing.
+                    let captured = sends::captured(&outcome.sent);
+                    let (result, log) = classify(outcome);
+                    (result, log, captured)
                 } else {
-                    not_called(f, idx, original)
+                    let (result, log) = not_called(f, idx, original);
+                    let sent = original
+                        .and_then(|o| o.step(&f.steps[idx].id))
+                        .map(|s| s.sent.clone())
+                        .unwrap_or_default();
+                    (result, log, sent)
                 };
+                if matches!(result, dag::StepResult::Completed(_)) {
+                    run.steps[idx].sent = captured;
+                }
                 if let Some(c) = dag::complete(f, &mut run, idx, result, log, now, 0.0) {
                     apply(f, &mut run, original, c, &mut queue, now);
                 }
@@ -156,14 +172,22 @@ fn apply(
     }
 }
 
-/// How a step looks for comparing: its status and output.
+/// How a step looks for comparing: its status, its output, and the names of the events
+/// it sent (when it sent any).
 fn view(run: &Run, step: &str) -> Value {
     match run.step(step) {
         None => Value::Null,
-        Some(s) => json!({
-            "status": s.status,
-            "output": s.output.as_ref().map(|o| o.get().clone()),
-        }),
+        Some(s) => {
+            let mut v = json!({
+                "status": s.status,
+                "output": s.output.as_ref().map(|o| o.get().clone()),
+            });
+            if !s.sent.is_empty() {
+                let names: Vec<&str> = s.sent.iter().map(|e| e.name.as_str()).collect();
+                v["sent"] = json!(names);
+            }
+            v
+        }
     }
 }
 

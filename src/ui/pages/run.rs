@@ -134,6 +134,19 @@ fn step_detail(run: &Run, i: usize) -> Markup {
             }
             h3 { "Output" }
             @match &st.output { Some(o) => { (pre_json(o.get())) } None => { p.dim { "none yet" } } }
+            @if !st.sent.is_empty() {
+                h3 { "Events sent" }
+                ul.sent {
+                    @for e in &st.sent {
+                        li {
+                            @match &e.id {
+                                Some(id) => { a.mono href={"/events/" (id)} { (id) } " " (e.name) }
+                                None => { (e.name) }
+                            }
+                        }
+                    }
+                }
+            }
             h3 { "Input" }
             @match &input { Some(v) => { (pre_json(v)) } None => { p.dim { "not started yet" } } }
             @if let Some(l) = &st.log { h3 { "Log (stderr)" } pre.log { (l) } }
