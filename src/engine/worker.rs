@@ -247,13 +247,24 @@ async fn try_execute(
     // Numbered from 0, like `ctx.attempt` (the claim counted this one already).
     let attempt = run.steps[idx].attempts.saturating_sub(1);
     let mut req = step_request(engine, &entry.tenant, &f, idx, stdin, &run.id, attempt);
-    req.cancel = cancel;
+    req.cancel = cancel.clone();
     let mut outcome = engine.runtime.run(req).await;
     let took = began.elapsed().as_secs_f64();
     engine.stats.steps_executed.fetch_add(1, Ordering::Relaxed);
     let sandbox = outcome.figures;
-    let events = std::mem::take(&mut outcome.sent);
+    let mut events = std::mem::take(&mut outcome.sent);
     let (result, log) = classify(outcome);
+    let log = if cancel.is_fired() && !events.is_empty() {
+        // The run was cancelled while the step ran: what it sent starts nothing.
+        let note = format!(
+            "{} events sent by this attempt were dropped: the run was cancelled",
+            events.len()
+        );
+        events.clear();
+        Some(append_line(log, &note))
+    } else {
+        log
+    };
     let (result, log, sent) = send_events(
         engine,
         &entry.tenant,
@@ -289,6 +300,14 @@ struct Extras {
     sent: Vec<crate::run::SentEvent>,
 }
 
+/// A step's log with a line of weir's own after it.
+fn append_line(log: Option<String>, line: &str) -> String {
+    match log {
+        Some(l) if !l.is_empty() => format!("{}\n{line}", l.trim_end_matches('\n')),
+        _ => line.to_string(),
+    }
+}
+
 /// Ingests the events a completed attempt sent, before its result is recorded; a
 /// refusal fails the step (at once if the events were wrong, else to be retried). A
 /// failed attempt's events are dropped, and its log says so.
@@ -309,11 +328,7 @@ async fn send_events(
             "{} events sent by this attempt were dropped: it did not complete",
             events.len()
         );
-        let log = Some(match log {
-            Some(l) if !l.is_empty() => format!("{l}\n{note}"),
-            _ => note,
-        });
-        return (result, log, Vec::new());
+        return (result, Some(append_line(log, &note)), Vec::new());
     };
     match super::sends::ingest(engine, tenant, run_id, step_id, events).await {
         Ok(sent) => (StepResult::Completed(output), log, sent),
