@@ -214,6 +214,9 @@ impl From<EngineError> for ApiError {
             e if e.is_not_found() => StatusCode::NOT_FOUND,
             EngineError::Schema(s) if s.is_conflict() => StatusCode::CONFLICT,
             EngineError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            EngineError::Store(crate::store::StoreError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -221,7 +224,10 @@ impl From<EngineError> for ApiError {
             tracing::error!("{e}");
         }
         let mut err = Self::new(status, e.code(), e.to_string());
-        if let EngineError::Busy { .. } = e {
+        if matches!(
+            e,
+            EngineError::Busy { .. } | EngineError::Store(crate::store::StoreError::Unavailable(_))
+        ) {
             err.retry_after = Some(1);
         }
         err
@@ -322,6 +328,11 @@ mod tests {
                 EngineError::Store(StoreError::Backend("io".into())),
                 500,
                 "store_backend",
+            ),
+            (
+                EngineError::Store(StoreError::Unavailable("redis down".into())),
+                503,
+                "store_unavailable",
             ),
             (
                 EngineError::Store(StoreError::InvalidName {

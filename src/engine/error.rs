@@ -150,6 +150,7 @@ impl EngineError {
             EngineError::Store(StoreError::Backend(_))
                 | EngineError::Store(StoreError::Corrupt { .. })
                 | EngineError::Store(StoreError::Locked(_))
+                | EngineError::Store(StoreError::Unavailable(_))
                 | EngineError::Store(StoreError::Panicked(_))
                 | EngineError::Internal(_)
                 | EngineError::Busy { .. }

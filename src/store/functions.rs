@@ -23,6 +23,12 @@ pub trait FunctionStore: Send + Sync {
     async fn function_versions(&self, tenant: &str, id: &str) -> StoreResult<Vec<FunctionRecord>>;
     /// The latest version of every function of every tenant.
     async fn latest_functions(&self) -> StoreResult<Vec<(String, FunctionRecord)>>;
+    /// A number that changes whenever any process sharing the store deploys a function
+    /// or changes a rollout or schema (`None`: only this process writes, nothing to
+    /// watch).
+    async fn config_version(&self) -> StoreResult<Option<u64>> {
+        Ok(None)
+    }
     /// A small durable value.
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a small durable value to `value` only if it is `expected` now (`None`: only if

@@ -11,6 +11,7 @@ pub(crate) mod conformance;
 pub mod embedded;
 mod events;
 mod functions;
+pub mod redis;
 mod replays;
 mod runs;
 mod types;
@@ -48,6 +49,10 @@ pub enum StoreError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The backend cannot be reached now (a network store that is down); the call may
+    /// succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The store is locked by another process.
     #[error("the data directory is in use by another process: {0}")]
     Locked(String),
@@ -64,6 +69,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::InvalidName { .. } => "invalid_name",
             StoreError::Locked(_) => "store_locked",
+            StoreError::Unavailable(_) => "store_unavailable",
             StoreError::Panicked(_) => "store_panicked",
         }
     }

@@ -17,6 +17,10 @@ pub mod sled;
 mod users;
 mod writer;
 
+/// Checks that a name can be part of a key (not empty, at most 512 bytes, no NUL); every
+/// backend refuses the same names.
+pub use self::schema::check_name as check_key_part;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
