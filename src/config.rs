@@ -365,10 +365,15 @@ impl Config {
         }
         let store = raw.store.unwrap_or_else(|| "redb".into());
         if store != "redb" && store != "sled" {
-            return Err(bad(
-                "store".into(),
-                format!("`{store}` is not one of redb, sled"),
-            ));
+            if store.starts_with("redis://") {
+                crate::store::redis::RedisTarget::parse(&store)
+                    .map_err(|e| bad("store".into(), e.to_string()))?;
+            } else {
+                return Err(bad(
+                    "store".into(),
+                    format!("`{store}` is not one of redb, sled, redis://host:port/db"),
+                ));
+            }
         }
         if let Some(h) = &raw.docker.host {
             if !h.starts_with("unix://") {

@@ -26,6 +26,20 @@ pub struct Args {
     /// Overrides `data_dir` from the config.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Overrides `store` from the config: `redb`, `sled`, or `redis://host:port/db`
+    /// (`redis://h1:p1,h2:p2` for a Redis Cluster), which many processes can share.
+    #[arg(long)]
+    store: Option<String>,
+    /// Serve on a Redis that does not persist every write before acknowledging it
+    /// (`appendonly yes`, `appendfsync always`): a crash of Redis can then lose
+    /// accepted events and recorded step results.
+    #[arg(long)]
+    unsafe_redis_durability: bool,
+    /// How long a claimed step's lease lasts unless renewed (`15s` by default): a
+    /// process that stops renewing (killed, stalled) loses its steps to the others
+    /// after this long.
+    #[arg(long, value_parser = weir::function::units::parse_duration)]
+    lease: Option<std::time::Duration>,
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
@@ -36,12 +50,26 @@ async fn serve(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let cfg = Config::load(&args.config)?;
     let data_dir = args.data_dir.unwrap_or_else(|| cfg.data_dir.clone());
-    let kind = if cfg.store == "sled" {
-        super::StoreKind::Sled
+    let store_name = args.store.clone().unwrap_or_else(|| cfg.store.clone());
+    let (store, where_) = if store_name.starts_with("redis://") {
+        let mut opts = weir::store::redis::RedisOptions::new(&store_name);
+        opts.unsafe_durability = args.unsafe_redis_durability;
+        // Compiled artefacts stay on this machine.
+        opts.artifact_dir = Some(data_dir.join("artifacts"));
+        let s = weir::store::redis::RedisStore::open(opts)
+            .await
+            .with_context(|| format!("cannot open the store {store_name}"))?;
+        let s: Arc<dyn weir::store::Store> = Arc::new(s);
+        (s, format!("on {store_name} (redis)"))
     } else {
-        super::StoreKind::Redb
+        let kind = match store_name.as_str() {
+            "sled" => super::StoreKind::Sled,
+            "redb" => super::StoreKind::Redb,
+            other => anyhow::bail!("--store `{other}` is not one of redb, sled, redis://…"),
+        };
+        let s = super::open_store(kind, &data_dir)?;
+        (s, format!("in {} ({})", data_dir.display(), kind.name()))
     };
-    let store = super::open_store(kind, &data_dir)?;
     let wasm = WasmConfig {
         max_memory: cfg.ceilings.memory,
         guard_pages: cfg.guard_pages,
@@ -67,6 +95,9 @@ async fn serve(args: Args) -> Result<ExitCode> {
         compile: cfg.compile_options(),
         ..EngineConfig::default()
     };
+    if let Some(l) = args.lease {
+        ec.lease = l.max(std::time::Duration::from_millis(100));
+    }
     if let Some(w) = cfg.workers {
         ec.workers = w.max(1);
     }
@@ -93,9 +124,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
     engine.start();
     let local = listener.local_addr()?;
     println!(
-        "weir serve: store in {} ({}); {} tenant(s): {}",
-        data_dir.display(),
-        kind.name(),
+        "weir serve: store {where_}; {} tenant(s): {}",
         cfg.tenants.len(),
         cfg.tenants
             .iter()

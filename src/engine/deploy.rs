@@ -12,7 +12,44 @@ use crate::function::{CompileOptions, Function, FunctionDef, FunctionError};
 use crate::runtime::{ComponentKind, RuntimeError};
 use crate::store::FunctionRecord;
 
+/// How often a process sharing its store with others looks for their deploys.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Keeps functions, rollouts and schemas in step with what other processes sharing the
+/// store deploy (see [`Engine::sync_config`]); ends at once on a store only this
+/// process writes.
+pub(super) async fn sync_loop(engine: Arc<Engine>) {
+    loop {
+        match engine.sync_config().await {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => tracing::warn!("cannot load what other processes deployed: {e}"),
+        }
+        tokio::time::sleep(SYNC_EVERY).await;
+    }
+}
+
 impl Engine {
+    /// When the store's configuration number has moved (another process sharing it
+    /// deployed a function, or changed a rollout or schema), reads functions, schemas
+    /// and rollouts again. Ingest calls it before matching each batch, so an event
+    /// stored after a deploy on any process is matched against that deploy. `false`:
+    /// the store has no such number (only this process writes).
+    pub(super) async fn sync_config(&self) -> Result<bool, EngineError> {
+        let mut seen = self.config_seen.lock().await;
+        let Some(now) = self.store.config_version().await? else {
+            return Ok(false);
+        };
+        if *seen == Some(now) {
+            return Ok(true);
+        }
+        self.load_functions().await?;
+        self.load_schemas().await?;
+        self.load_rollouts().await?;
+        *seen = Some(now);
+        Ok(true)
+    }
+
     /// Loads the latest version of every stored function into the registry.
     pub(super) async fn load_functions(&self) -> Result<(), EngineError> {
         for (tenant, rec) in self.store.latest_functions().await? {

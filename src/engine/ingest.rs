@@ -44,6 +44,10 @@ pub async fn run_loop(engine: Arc<Engine>) {
             let _ = tokio::time::timeout(wait, engine.ingest_wake.notified()).await;
             continue;
         }
+        // Deploys made on other processes sharing the store apply to these events.
+        if let Err(e) = engine.sync_config().await {
+            tracing::warn!("cannot load what other processes deployed: {e}");
+        }
         let mut groups: Vec<(String, Vec<Event>)> = Vec::new();
         for (tenant, ev) in pending {
             match groups.iter_mut().find(|(t, _)| *t == tenant) {

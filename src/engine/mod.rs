@@ -54,6 +54,8 @@ pub struct Engine {
     owner: String,
     /// Wakes the ingest loop.
     ingest_wake: Notify,
+    /// The store's configuration number last loaded (see [`Engine::sync_config`]).
+    config_seen: tokio::sync::Mutex<Option<u64>>,
     /// Wakes the dispatcher.
     dispatch_wake: Notify,
     /// The steps this process executes now, with their leases.
@@ -93,6 +95,7 @@ impl Engine {
             schemas: schemas::Schemas::default(),
             owner: format!("weir-{}", ulid::Ulid::new()),
             ingest_wake: Notify::new(),
+            config_seen: tokio::sync::Mutex::new(None),
             dispatch_wake: Notify::new(),
             inflight: inflight::Inflight::default(),
             pending: AtomicU64::new(backlog),
@@ -119,6 +122,7 @@ impl Engine {
         tokio::spawn(worker::dispatch_loop(self.clone()));
         tokio::spawn(worker::renew_loop(self.clone()));
         tokio::spawn(cron::run_loop(self.clone()));
+        tokio::spawn(deploy::sync_loop(self.clone()));
         tokio::spawn(replay::resume_all(self.clone()));
     }
 

@@ -2,7 +2,7 @@
 
 mod compiled;
 mod def;
-mod units;
+pub mod units;
 mod validate;
 
 pub use compiled::{

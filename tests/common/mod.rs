@@ -105,6 +105,11 @@ impl Server {
     /// Starts `weir serve` with a config (its `data_dir` is set to a temp dir) and acts
     /// with the given API and event keys.
     pub fn serve(config: &str, api_key: &str, event_key: &str) -> Self {
+        Self::serve_with(config, api_key, event_key, &[])
+    }
+
+    /// [`Server::serve`] with extra arguments.
+    pub fn serve_with(config: &str, api_key: &str, event_key: &str, extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let path = tmp.path().join("weir.toml");
@@ -113,12 +118,13 @@ impl Server {
             format!("data_dir = {:?}\n{config}", data.display().to_string()),
         )
         .unwrap();
-        let args = vec![
+        let mut args = vec![
             "--config".to_string(),
             path.display().to_string(),
             "--listen".into(),
             "127.0.0.1:0".into(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut s = Self::launch("serve", &data, tmp.path(), args, Vec::new());
         s._tmp = Some(tmp);
         s.api_key = Some(api_key.into());
@@ -269,6 +275,21 @@ impl Server {
             .unwrap();
         assert!(status.success());
         assert!(child.wait().unwrap().success(), "a clean stop exits 0");
+    }
+
+    /// SIGKILLs the process (it stays down).
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("this view owns the process");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("this view owns the process")
+            .id()
     }
 
     /// SIGKILLs the process and starts a new one on the same data.

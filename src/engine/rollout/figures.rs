@@ -127,6 +127,11 @@ impl Figures {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Whether this process tallies `rollout`.
+    pub fn has(&self, rollout: &str) -> bool {
+        self.with(|m| m.contains_key(rollout))
+    }
+
     /// Starts tallying a rollout (from nothing).
     pub fn open(&self, rollout: &str) {
         self.with(|m| {

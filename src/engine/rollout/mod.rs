@@ -205,10 +205,20 @@ impl Engine {
         for (tenant, f) in self.registry.all() {
             let (book, _) = self.read_book(&tenant, &f.id).await?;
             let Some(cur) = book.current.clone() else {
+                if self.rollouts.current(&tenant, &f.id).is_some() {
+                    // Ended by another process sharing the store.
+                    if let Err(e) = self.install(&tenant, &f.id, &book).await {
+                        tracing::error!(tenant, function = f.id, "cannot unload rollout: {e}");
+                    }
+                }
                 continue;
             };
-            self.rollouts.figures.open(&cur.id);
-            self.rebuild_figures(&tenant, &cur).await?;
+            // Loaded again when another process changed something: a rollout already
+            // tallied here keeps its figures.
+            if !self.rollouts.figures.has(&cur.id) {
+                self.rollouts.figures.open(&cur.id);
+                self.rebuild_figures(&tenant, &cur).await?;
+            }
             if let Err(e) = self.install(&tenant, &f.id, &book).await {
                 tracing::error!(tenant, function = f.id, "cannot load rollout: {e}");
             }

@@ -1,0 +1,311 @@
+//! Scale-out on Redis (design §12): several real `weir serve` processes on one real
+//! `redis-server` that this test starts on a port of its own (AOF on, fsync always),
+//! sharing work through leases; a process killed mid-load loses nothing; Redis down
+//! answers 503 and weir recovers by itself.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::{json, Value};
+
+const API: &str = "api_scale_0001";
+const EVK: &str = "evt_scale_0001";
+
+/// A redis-server on its own port and directory, stopped when dropped.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.launch();
+        r
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--dir", &self.dir.path().display().to_string()])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(redis: &Redis) -> String {
+    format!(
+        "store = {:?}\n[[tenants]]\nid = \"acme\"\nevent_keys = [{EVK:?}]\napi_keys = [{API:?}]\n",
+        redis.url()
+    )
+}
+
+fn process(redis: &Redis) -> Server {
+    Server::serve_with(&config(redis), API, EVK, &["--lease", "1s"])
+}
+
+/// Polls `f` until it gives `Some`, or fails naming `what`.
+fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn functions() -> Vec<Value> {
+    vec![
+        json!({"id": "chain", "triggers": [{"event": "mix/a"}], "steps": {
+            "a": {"path": "guest:echo"}, "b": {"path": "guest:echo", "after": [{"step": "a"}]},
+            "c": {"path": "guest:hello", "after": [{"step": "a"}]}}}),
+        json!({"id": "sleepy", "triggers": [{"event": "mix/s"}], "steps": {
+            "a": {"path": "guest:echo"}, "b": {"path": "guest:echo", "after": [{"step": "a", "wait": "1s"}]}}}),
+        json!({"id": "retry", "triggers": [{"event": "mix/r"}], "retries": {"attempts": 3, "backoff": "50ms"},
+            "steps": {"f": {"path": "guest:flaky"}}}),
+        json!({"id": "wait", "triggers": [{"event": "mix/w"}], "steps": {
+            "send": {"path": "guest:echo"},
+            "got": {"path": "guest:echo", "after": [{"step": "send", "async": {"event": "mix/answer", "match": "event.user.id == async.user.id", "ttl": "10m"}}]}}}),
+    ]
+}
+
+fn event(i: usize) -> Value {
+    let name = ["mix/a", "mix/s", "mix/r", "mix/w"][i % 4];
+    json!({"name": name, "id": format!("ev-{i}"), "user": {"id": format!("u{i}")}, "data": {"i": i}})
+}
+
+/// Posts a batch; its status and the stored events' ids.
+fn post(s: &Server, batch: &[Value]) -> (u16, Vec<String>) {
+    let body = serde_json::to_vec(&Value::Array(batch.to_vec())).unwrap();
+    let (st, v) = s.post_raw(&format!("/e/{EVK}"), &body);
+    let ids = v["ids"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    (st, ids)
+}
+
+fn post_batch(s: &Server, batch: &[Value]) -> u16 {
+    post(s, batch).0
+}
+
+#[test]
+fn processes_share_the_work_and_a_killed_one_loses_nothing() {
+    const RUNS: usize = 5_000;
+    let redis = Redis::start();
+    let mut procs = [process(&redis), process(&redis), process(&redis)];
+    for f in functions() {
+        procs[0].deploy_ok(f);
+    }
+    // A deploy on one process is seen by the others.
+    for p in &procs[1..] {
+        until(
+            "the others to see the deploy",
+            Duration::from_secs(20),
+            || {
+                let (st, body) = p.get("/v1/functions/wait");
+                (st == 200).then_some(body)
+            },
+        );
+    }
+    let events: Vec<Value> = (0..RUNS).map(event).collect();
+    let mut ids = Vec::new();
+    for (n, chunk) in events.chunks(50).enumerate() {
+        // Spread over the processes; one is killed a third of the way in.
+        let alive: Vec<&Server> = procs.iter().filter(|p| p.url != "killed").collect();
+        let to = alive[n % alive.len()];
+        let (st, got) = post(to, chunk);
+        assert_eq!(st, 200);
+        ids.extend(got);
+        if n == RUNS / 150 {
+            procs[2].kill();
+            procs[2].url = "killed".into();
+        }
+    }
+    let (a, b) = (&procs[0], &procs[1]);
+    // Every waiting run gets its answer, sent to the process that did not start it
+    // (any process's event resolves any run's wait).
+    let waiting: Vec<usize> = (0..RUNS).filter(|i| i % 4 == 3).collect();
+    for (k, i) in waiting.iter().enumerate() {
+        let what = format!("a run of the wait function for ev-{i} ({})", ids[*i]);
+        let run = until(&what, Duration::from_secs(120), || {
+            a.runs_of(&ids[*i]).first().cloned()
+        });
+        until("the run to wait", Duration::from_secs(120), || {
+            let (_, r) = a.get(&format!("/v1/runs/{run}"));
+            (r["status"] == "waiting").then_some(())
+        });
+        let answer =
+            json!({"name": "mix/answer", "user": {"id": format!("u{i}")}, "data": {"k": k}});
+        let to = if k % 2 == 0 { b } else { a };
+        assert_eq!(post_batch(to, &[answer]), 200);
+    }
+    let mut seen_runs = BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let runs = a.runs_of(id);
+        assert_eq!(runs.len(), 1, "ev-{i} started {runs:?}");
+        let run = a.wait_done(&runs[0]);
+        assert_eq!(run["status"], "completed", "ev-{i}: {run}");
+        assert!(seen_runs.insert(runs[0].clone()));
+        for (id, step) in run["steps"].as_object().unwrap() {
+            assert_eq!(step["status"], "completed", "ev-{i} step {id}: {run}");
+            assert!(
+                step["output"].is_object(),
+                "ev-{i} step {id} has its output: {run}"
+            );
+        }
+        if i % 4 == 0 {
+            assert_eq!(
+                run["steps"]["b"]["output"]["event"]["data"]["i"], i,
+                "{run}"
+            );
+        }
+        if i % 4 == 2 {
+            // One failure at least; an attempt the killed process had begun counts too.
+            let f = &run["steps"]["f"];
+            assert!(f["attempts"].as_u64().unwrap() >= 2, "{run}");
+            assert!(
+                f["output"]["body"]["succeeded_on_attempt"]
+                    .as_u64()
+                    .unwrap()
+                    >= 2,
+                "{run}"
+            );
+        }
+    }
+    // The leases of the killed process were taken over: none is left.
+    let (_, runs) = a.get("/v1/runs?status=running&limit=10");
+    assert_eq!(runs["data"].as_array().unwrap().len(), 0, "{runs}");
+}
+
+#[test]
+fn redis_unreachable_answers_503_and_weir_recovers_by_itself() {
+    let mut redis = Redis::start();
+    let p = process(&redis);
+    p.deploy_ok(functions().remove(0));
+    redis.stop();
+    let batch = [json!({"name": "mix/a", "id": "while-down"})];
+    let status = post_batch(&p, &batch);
+    assert_eq!(
+        status, 503,
+        "an event weir could not store is not acknowledged"
+    );
+    let (st, body) = p.post_raw(&format!("/e/{EVK}"), b"{\"name\":\"mix/a\"}");
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    redis.launch();
+    // The same event, sent again once Redis is back, is stored and runs.
+    let id = until("ingest to recover", Duration::from_secs(30), || {
+        let (st, ids) = post(&p, &batch);
+        (st == 200).then(|| ids[0].clone())
+    });
+    let runs = p.runs_of(&id);
+    assert_eq!(p.wait_done(&runs[0])["status"], "completed");
+}
+
+#[test]
+fn weir_refuses_a_redis_that_does_not_fsync_every_write() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rdir = tempfile::tempdir().unwrap();
+    let mut lax = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            &rdir.path().display().to_string(),
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("weir.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\nstore = \"redis://127.0.0.1:{port}\"\n[[tenants]]\nid = \"acme\"\nevent_keys = [{EVK:?}]\napi_keys = [{API:?}]\n",
+            dir.path().join("d").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::weir_bin())
+        .args([
+            "serve",
+            "--config",
+            &cfg.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let _ = lax.kill();
+    let _ = lax.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("appendfsync everysec"), "{err}");
+    assert!(err.contains("--unsafe-redis-durability"), "{err}");
+}
