@@ -9,7 +9,7 @@ cd "$root"
 # The UI tests drive a real headless Chromium; the docker step tests start their own
 # dockerd and import a busybox image; the lambda step tests start moto's server.
 ./scripts/need.sh "the UI tests drive a real headless browser" chromium
-./scripts/need.sh "the Redis backend tests run a real redis-server" redis-server
+./scripts/need.sh "the Redis backend tests run a real redis-server and make a cluster with redis-cli" redis-server redis-tools
 ./scripts/need.sh "the docker step tests run a private Docker engine with a busybox image" docker.io busybox-static
 WEIR_MOTO_SERVER="$(./scripts/moto.sh | tail -n 1)"
 export WEIR_MOTO_SERVER

@@ -117,9 +117,11 @@ impl RedisStore {
         format!("{}:{{{tenant}}}:", self.ns)
     }
 
-    /// A key outside any tenant.
+    /// A key outside any tenant. They share one hash tag, `{:g}`, which no tenant id can
+    /// spell (ids are letters, digits, `-` and `_`), so a script over one of them is in
+    /// one slot with its prefix.
     fn gk(&self, name: &str) -> String {
-        format!("{}:g:{name}", self.ns)
+        format!("{}:{{:g}}:{name}", self.ns)
     }
 
     /// Runs `op` of the script for the keys under `prefix`, with `input` as JSON; a

@@ -86,6 +86,153 @@ mod conformance {
     crate::store::conformance::store_conformance!(super::open_redis);
 }
 
+/// A 3-node Redis Cluster (3 primaries, no replicas) for this test process, made with
+/// `redis-cli --cluster create`; every node persists as the single server does.
+pub struct TestCluster {
+    /// `redis://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub url: String,
+    _guard: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+fn start_cluster() -> TestCluster {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut script = String::new();
+    for p in &ports {
+        let d = dir.path().join(p.to_string());
+        std::fs::create_dir(&d).unwrap();
+        script += &format!(
+            "redis-server --port {p} --bind 127.0.0.1 --dir {d} --save '' --cluster-enabled yes \
+             --appendonly yes --appendfsync always >{d}/log 2>&1 & pids=\"$pids $!\"; ",
+            d = d.display()
+        );
+    }
+    script += "read _; kill $pids";
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-server must be installed (apt install redis-server)");
+    let logs = || {
+        ports
+            .iter()
+            .map(|p| std::fs::read_to_string(dir.path().join(p.to_string()).join("log")))
+            .map(Result::unwrap_or_default)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ping = |p: u16| {
+        redis::Client::open(format!("redis://127.0.0.1:{p}"))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    };
+    while !ports.iter().all(|p| ping(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodes did not start: {}",
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli must be installed (apt install redis-tools)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Every node must agree the cluster is up before a client may be handed its map.
+    let ok = |p: u16| {
+        redis::Client::open(format!("redis://127.0.0.1:{p}"))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+            .is_ok_and(|i| i.contains("cluster_state:ok"))
+    };
+    while !ports.iter().all(|p| ok(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cluster not ok: {}",
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    TestCluster {
+        url: format!("redis://{}", nodes.join(",")),
+        _guard: child,
+        _dir: dir,
+    }
+}
+
+/// The shared cluster of this test binary.
+pub fn cluster() -> &'static TestCluster {
+    static C: OnceLock<TestCluster> = OnceLock::new();
+    C.get_or_init(start_cluster)
+}
+
+fn open_cluster(dir: &Path) -> Arc<dyn Store> {
+    let mut opts = RedisOptions::new(&cluster().url);
+    opts.namespace = format!("c{}", hex::encode(dir.display().to_string()));
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current()
+            .block_on(RedisStore::open(opts))
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .unwrap()
+    })
+}
+
+mod on_a_cluster {
+    crate::store::conformance::store_conformance!(super::open_cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_lives_on_one_node_and_tenants_spread_over_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_cluster(dir.path());
+    let ns = format!("c{}", hex::encode(dir.path().display().to_string()));
+    let tenants = ["acme", "globex", "initech", "umbrella", "hooli", "tyrell"];
+    for t in tenants {
+        let evs = crate::event::parse_batch(br#"[{"name":"a"},{"name":"b"}]"#, 10).unwrap();
+        store.append_events(t, evs, 1_000).await.unwrap();
+    }
+    // Which node holds each key of this namespace.
+    let mut home: std::collections::BTreeMap<String, std::collections::BTreeSet<usize>> =
+        Default::default();
+    for (n, node) in cluster()
+        .url
+        .trim_start_matches("redis://")
+        .split(',')
+        .enumerate()
+    {
+        let mut c = redis::Client::open(format!("redis://{node}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{ns}:{{*"))
+            .query(&mut c)
+            .unwrap();
+        for k in keys {
+            let tag = k[k.find('{').unwrap() + 1..k.find('}').unwrap()].to_string();
+            home.entry(tag).or_default().insert(n);
+        }
+    }
+    for t in tenants {
+        assert_eq!(home.get(t).map(|h| h.len()), Some(1), "{t}: {home:?}");
+    }
+    let nodes: std::collections::BTreeSet<usize> =
+        tenants.iter().flat_map(|t| home[*t].clone()).collect();
+    assert!(nodes.len() > 1, "all tenants on one node: {home:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_does_not_persist_every_write_is_refused() {
     let lax = start_redis("--appendonly no");
