@@ -65,6 +65,7 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGKILL (what `Child::kill` sends), so nothing is saved at shutdown.
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -308,4 +309,124 @@ fn weir_refuses_a_redis_that_does_not_fsync_every_write() {
     assert!(!out.status.success());
     assert!(err.contains("appendfsync everysec"), "{err}");
     assert!(err.contains("--unsafe-redis-durability"), "{err}");
+}
+
+/// A counter from a process's `/metrics`.
+fn metric(s: &Server, name: &str) -> u64 {
+    let (_, m) = s.get("/metrics");
+    m.as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+fn signal(s: &Server, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &s.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+#[test]
+fn a_process_stopped_past_its_lease_has_its_late_result_refused() {
+    let redis = Redis::start();
+    let a = process(&redis);
+    a.deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
+        "steps": {"n": {"path": "guest:nap"}, "next": {"path": "guest:echo", "after": [{"step": "n"}]}}}));
+    let (st, ids) = post(&a, &[json!({"name": "nap/go", "data": {"nap_ms": 3000}})]);
+    assert_eq!(st, 200);
+    let run = until("the run", Duration::from_secs(20), || {
+        a.runs_of(&ids[0]).first().cloned()
+    });
+    until("A to start the nap", Duration::from_secs(20), || {
+        let (_, r) = a.get(&format!("/v1/runs/{run}"));
+        (r["steps"]["n"]["status"] == "running").then_some(())
+    });
+    // A stops mid-step: it neither renews its 1 s lease nor records anything.
+    signal(&a, "-STOP");
+    let b = process(&redis);
+    let done = b.wait_done(&run);
+    assert_eq!(done["status"], "completed", "{done}");
+    let n = done["steps"]["n"].clone();
+    let nonce = n["output"]["body"]["nonce"].as_str().unwrap().to_string();
+    assert!(
+        n["attempts"].as_u64().unwrap() >= 2,
+        "B's attempt is another: {n}"
+    );
+    assert_eq!(metric(&b, "weir_stale_results_total"), 0);
+    // A wakes, finishes its nap and tries to record its result under its old token.
+    signal(&a, "-CONT");
+    until(
+        "A's late result to be refused",
+        Duration::from_secs(30),
+        || (metric(&a, "weir_stale_results_total") >= 1).then_some(()),
+    );
+    let (_, after) = b.get(&format!("/v1/runs/{run}"));
+    assert_eq!(
+        after["steps"]["n"]["output"]["body"]["nonce"], nonce,
+        "the output B recorded stands: {after}"
+    );
+    assert_eq!(after["steps"]["n"]["attempts"], n["attempts"], "{after}");
+    assert_eq!(after["steps"]["next"], done["steps"]["next"], "{after}");
+    assert_eq!(after["status"], "completed");
+    // Nothing was enqueued twice: neither process has anything left to run.
+    let (_, running) = a.get("/v1/runs?status=running&limit=10");
+    assert_eq!(running["data"].as_array().unwrap().len(), 0, "{running}");
+}
+
+#[test]
+fn redis_restarted_mid_load_keeps_every_acknowledged_event_and_output() {
+    const RUNS: usize = 1_000;
+    let mut redis = Redis::start();
+    let procs = [process(&redis), process(&redis)];
+    procs[0].deploy_ok(functions().remove(0));
+    until("B to see the deploy", Duration::from_secs(20), || {
+        (procs[1].get("/v1/functions/chain").0 == 200).then_some(())
+    });
+    let events: Vec<Value> = (0..RUNS)
+        .map(|i| json!({"name": "mix/a", "id": format!("rr-{i}"), "data": {"i": i}}))
+        .collect();
+    let mut ids = vec![String::new(); RUNS];
+    for (n, chunk) in events.chunks(50).enumerate() {
+        if n == 8 {
+            // SIGKILL: no shutdown save, only the AOF (fsynced per write) is left.
+            redis.stop();
+            // While Redis is down nothing is acknowledged.
+            assert_eq!(post(&procs[0], chunk).0, 503);
+            assert_eq!(post(&procs[1], chunk).0, 503);
+            redis.launch();
+        }
+        // Sent again until acknowledged (the ids make a repeat a duplicate, not a second event).
+        let got = until("the chunk to be stored", Duration::from_secs(60), || {
+            let (st, got) = post(&procs[n % 2], chunk);
+            assert!(
+                st == 200 || st == 503,
+                "only the store being away refuses: {st}"
+            );
+            (st == 200).then_some(got)
+        });
+        ids[n * 50..n * 50 + chunk.len()].clone_from_slice(&got);
+    }
+    let a = &procs[0];
+    for (i, id) in ids.iter().enumerate() {
+        let runs = a.runs_of(id);
+        assert_eq!(runs.len(), 1, "rr-{i} ({id}) started {runs:?}");
+        let run = a.wait_done(&runs[0]);
+        assert_eq!(run["status"], "completed", "rr-{i}: {run}");
+        assert_eq!(
+            run["steps"]["b"]["output"]["event"]["data"]["i"], i,
+            "{run}"
+        );
+        for (sid, step) in run["steps"].as_object().unwrap() {
+            assert!(step["output"].is_object(), "rr-{i} step {sid}: {run}");
+        }
+    }
+    // The first event, acknowledged long before the crash, is still stored whole.
+    let (_, first) = a.get(&format!("/v1/events/{}", ids[0]));
+    assert_eq!(first["data"]["i"], 0, "{first}");
 }
