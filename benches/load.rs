@@ -11,12 +11,17 @@
 //! WEIR_LOAD_PHASES (also print p50/p99 of each phase of a run: where the time goes),
 //! WEIR_LOAD_FIELDS (extra numeric fields in each event's data, for a bigger payload),
 //! WEIR_LOAD_ROLLOUT (two versions, new runs routed 50/50 by a rollout),
-//! WEIR_LOAD_USERS (each event names one of this many users, round robin).
+//! WEIR_LOAD_USERS (each event names one of this many users, round robin),
+//! WEIR_LOAD_PROCESSES or `--processes N[,M…]` (the scenarios on N `weir serve`
+//! processes sharing one `redis-server` the bench starts, AOF fsynced per write; senders
+//! spread over the processes; `0` is one `weir dev` on the embedded store; a list runs
+//! each in turn, so `0,1,2,3` sets them side by side in one run). CPU per 1,000 runs
+//! counts every weir process; on Redis the redis-server's share is printed beside it.
 //! Under `cargo test` it runs one small smoke scenario so it cannot rot.
 
 mod util;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,6 +37,122 @@ struct Scenario {
     batch: usize,
     rate: Option<f64>,
     store: String,
+    /// `weir serve` processes on one Redis; 0: one `weir dev` on `store`.
+    processes: usize,
+}
+
+/// What a scenario drives: one `weir dev` on an embedded store, or `weir serve` × N on
+/// one redis-server. Everything is killed and reaped when dropped.
+struct Target {
+    urls: Vec<String>,
+    weirs: Vec<Child>,
+    redis: Option<util::redis::Redis>,
+    /// The API key (`weir serve`); `weir dev` needs none.
+    key: Option<String>,
+    /// Where events are posted.
+    events: String,
+    /// What is on disk because of the scenario.
+    data: Vec<PathBuf>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        for c in &mut self.weirs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Target {
+    fn pids(&self) -> Vec<u32> {
+        self.weirs.iter().map(Child::id).collect()
+    }
+
+    fn get(&self, path: &str) -> Value {
+        get(&format!("{}{path}", self.urls[0]), self.key.as_deref())
+    }
+}
+
+fn function_def() -> Value {
+    json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": {
+        "hello": {"path": format!("file://{}", util::guest("hello").display())},
+        "shout": {"path": format!("file://{}", util::guest("shout").display()), "after": [{"step": "hello"}]}}})
+}
+
+fn start_target(dir: &Path, s: &Scenario) -> Target {
+    if s.processes == 0 {
+        let (child, url) = start(dir, &s.store);
+        return Target {
+            urls: vec![url],
+            weirs: vec![child],
+            redis: None,
+            key: None,
+            events: "/e/load".into(),
+            data: vec![dir.join("data")],
+        };
+    }
+    let redis = util::redis::Redis::start(&dir.join("redis"));
+    let config = dir.join("weir.toml");
+    std::fs::write(
+        &config,
+        format!("store = {:?}\n{}", redis.url(), util::tenants(&["load"])),
+    )
+    .unwrap();
+    let mut t = Target {
+        urls: vec![],
+        weirs: vec![],
+        key: Some("api_load".into()),
+        events: "/e/evt_load".into(),
+        data: vec![dir.join("redis")],
+        redis: Some(redis),
+    };
+    for n in 0..s.processes {
+        // Each process has its own data_dir (its compiled-artefact cache).
+        let data = dir.join(format!("data{n}"));
+        let mut child = util::weir()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(
+                std::env::var("WEIR_LOAD_WORKERS")
+                    .map(|w| vec!["--workers".to_string(), w])
+                    .unwrap_or_default(),
+            )
+            .spawn()
+            .unwrap();
+        t.urls.push(util::api_url(&mut child));
+        t.weirs.push(child);
+        t.data.push(data);
+    }
+    let agent = util::agent();
+    util::deploy_chain(
+        &agent,
+        &t.urls[0],
+        "api_load",
+        "two-step",
+        "load/go",
+        &["hello", "shout"],
+    );
+    // Every process matches events against the deploy before the load starts.
+    for url in &t.urls {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while agent
+            .get(format!("{url}/v1/functions/two-step"))
+            .header("Authorization", "Bearer api_load")
+            .call()
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "{url} did not see the deploy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if std::env::var("WEIR_LOAD_ROLLOUT").is_ok() {
+        split_by_rollout(&t.urls[0], t.key.as_deref());
+    }
+    t
 }
 
 // The child goes back to the caller, which kills and waits for it after the scenario.
@@ -39,10 +160,7 @@ struct Scenario {
 fn start(dir: &Path, store: &str) -> (Child, String) {
     let functions = dir.join("functions");
     std::fs::create_dir_all(&functions).unwrap();
-    let def = json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": {
-        "hello": {"path": format!("file://{}", util::guest("hello").display())},
-        "shout": {"path": format!("file://{}", util::guest("shout").display()), "after": [{"step": "hello"}]}}});
-    std::fs::write(functions.join("two-step.json"), def.to_string()).unwrap();
+    std::fs::write(functions.join("two-step.json"), function_def().to_string()).unwrap();
     let mut child = util::weir()
         .args(["dev", "--port", "0", "--store", store, "--data-dir"])
         .arg(dir.join("data"))
@@ -57,24 +175,27 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
         .unwrap();
     let url = util::api_url(&mut child);
     if std::env::var("WEIR_LOAD_ROLLOUT").is_ok() {
-        split_by_rollout(&url);
+        split_by_rollout(&url, None);
     }
     (child, url)
 }
 
 /// WEIR_LOAD_ROLLOUT: deploys a second version of the function and routes new runs
 /// 50/50 between the two, sticky by event id (what routing by rollout costs).
-fn split_by_rollout(url: &str) {
-    let versions = get(&format!("{url}/v1/functions/two-step/versions"));
+fn split_by_rollout(url: &str, key: Option<&str>) {
+    let versions = get(&format!("{url}/v1/functions/two-step/versions"), key);
     let mut def = versions["data"][0]["def"].clone();
     def["name"] = json!("second version");
     let send = |method: &str, path: &str, body: &Value| {
         let u = format!("{url}{path}");
-        let req = if method == "PUT" {
+        let mut req = if method == "PUT" {
             util::agent().put(&u)
         } else {
             util::agent().post(&u)
         };
+        if let Some(k) = key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
         let mut r = req
             .content_type("application/json")
             .send(body.to_string().as_bytes())
@@ -105,10 +226,12 @@ fn peak_rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
-fn get(url: &str) -> Value {
-    util::agent()
-        .get(url)
-        .call()
+fn get(url: &str, key: Option<&str>) -> Value {
+    let mut req = util::agent().get(url);
+    if let Some(k) = key {
+        req = req.header("Authorization", format!("Bearer {k}"));
+    }
+    req.call()
         .unwrap()
         .body_mut()
         .with_config()
@@ -119,10 +242,16 @@ fn get(url: &str) -> Value {
 
 fn run(s: &Scenario) {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, url) = start(tmp.path(), &s.store);
-    let pid = child.id();
-    let disk0 = util::dir_bytes(&tmp.path().join("data"));
-    let cpu0 = util::proc_cpu_secs(pid);
+    let target = start_target(tmp.path(), s);
+    let disk = || -> u64 { target.data.iter().map(|d| util::dir_bytes(d)).sum() };
+    let cpu = || -> f64 { target.pids().into_iter().map(util::proc_cpu_secs).sum() };
+    let redis_cpu = || {
+        target
+            .redis
+            .as_ref()
+            .map(|r| util::proc_cpu_secs(r.child.id()))
+    };
+    let (disk0, cpu0, redis_cpu0) = (disk(), cpu(), redis_cpu());
     let requests = s.events.div_ceil(s.batch);
     let next = Arc::new(AtomicUsize::new(0));
     // WEIR_LOAD_FIELDS: extra numeric fields in each event's data (a bigger payload).
@@ -133,8 +262,10 @@ fn run(s: &Scenario) {
         .into();
     let started = Instant::now();
     let senders: Vec<_> = (0..s.concurrency)
-        .map(|_| {
-            let (next, url, extra) = (next.clone(), url.clone(), extra.clone());
+        .map(|k| {
+            // Senders spread over the processes.
+            let url = target.urls[k % target.urls.len()].clone() + &target.events;
+            let (next, extra) = (next.clone(), extra.clone());
             let (batch, events, rate) = (s.batch, s.events, s.rate);
             // Events spread over this many users (`user.id`), none if 0.
             let users: usize = util::env_or("WEIR_LOAD_USERS", 0);
@@ -172,10 +303,7 @@ fn run(s: &Scenario) {
                     } else {
                         json!(body)
                     };
-                    let mut r = agent
-                        .post(format!("{url}/e/load"))
-                        .send_json(&body)
-                        .unwrap();
+                    let mut r = agent.post(&url).send_json(&body).unwrap();
                     assert_eq!(r.status(), 200);
                     // Read the reply to its end so the connection goes back to the pool
                     // (an unread body made every request open a new connection).
@@ -189,7 +317,7 @@ fn run(s: &Scenario) {
     }
     let sent = started.elapsed();
     loop {
-        let f = get(&format!("{url}/v1/functions/two-step"));
+        let f = target.get("/v1/functions/two-step");
         let done = f["runs"]["completed"].as_u64().unwrap_or(0) as usize;
         assert_eq!(f["runs"]["failed"], 0, "{f}");
         if done >= s.events {
@@ -197,8 +325,9 @@ fn run(s: &Scenario) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let cpu = util::proc_cpu_secs(pid) - cpu0;
-    let rss = peak_rss_mb(pid);
+    let cpu = cpu() - cpu0;
+    let redis_cpu = redis_cpu().zip(redis_cpu0).map(|(a, b)| a - b);
+    let rss: f64 = target.pids().into_iter().map(peak_rss_mb).sum();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
     // Where the time goes, per phase of a run (server timestamps, ms).
     const PHASES: [&str; 6] = [
@@ -217,10 +346,10 @@ fn run(s: &Scenario) {
     let mut cursor: Option<String> = None;
     loop {
         let q = match &cursor {
-            Some(c) => format!("{url}/v1/runs?function=two-step&limit=1000&cursor={c}"),
-            None => format!("{url}/v1/runs?function=two-step&limit=1000"),
+            Some(c) => format!("/v1/runs?function=two-step&limit=1000&cursor={c}"),
+            None => "/v1/runs?function=two-step&limit=1000".to_string(),
         };
-        let page = get(&q);
+        let page = target.get(&q);
         for r in page["data"].as_array().unwrap() {
             let (ts, end) = (
                 r["event_ts"].as_i64().unwrap(),
@@ -251,12 +380,11 @@ fn run(s: &Scenario) {
             None => break,
         }
     }
-    let disk = util::dir_bytes(&tmp.path().join("data")).saturating_sub(disk0);
-    let _ = child.kill();
-    let _ = child.wait();
+    let disk = disk().saturating_sub(disk0);
+    drop(target);
     let span = ((last - first).max(1)) as f64 / 1000.0;
     println!(
-        "{:<34} {:>6} ev/s accepted {:>6} runs/s done | latency ms p50 {:>5} p90 {:>5} p99 {:>5} max {:>5} | {:.2} CPU-s/1k runs | RSS {:.0} MB | {:.0} KB disk/1k runs",
+        "{:<34} {:>6} ev/s accepted {:>6} runs/s done | latency ms p50 {:>5} p90 {:>5} p99 {:>5} max {:>5} | {:.2} CPU-s/1k runs{} | RSS {:.0} MB | {:.0} KB disk/1k runs",
         s.name,
         (s.events as f64 / sent.as_secs_f64()) as u64,
         (s.events as f64 / span) as u64,
@@ -265,6 +393,9 @@ fn run(s: &Scenario) {
         hist.value_at_quantile(0.99),
         hist.max(),
         cpu * 1000.0 / s.events as f64,
+        redis_cpu
+            .map(|r| format!(" (+{:.2} redis-server)", r * 1000.0 / s.events as f64))
+            .unwrap_or_default(),
         rss,
         disk as f64 / s.events as f64
     );
@@ -301,6 +432,7 @@ fn main() {
                 batch: 1,
                 rate: None,
                 store: store.clone(),
+                processes: 0,
             },
             Scenario {
                 name: "batches of 100, 4 in flight".into(),
@@ -309,6 +441,7 @@ fn main() {
                 batch: 100,
                 rate: None,
                 store: store.clone(),
+                processes: 0,
             },
             Scenario {
                 name: "open loop 500 ev/s, unbatched".into(),
@@ -317,6 +450,7 @@ fn main() {
                 batch: 1,
                 rate: Some(500.0),
                 store: store.clone(),
+                processes: 0,
             },
         ],
         (b, r) => {
@@ -332,17 +466,47 @@ fn main() {
                 batch,
                 rate,
                 store,
+                processes: 0,
             }]
         }
     };
-    println!(
-        "weir load bench ({} store, {} cores)",
-        scenarios[0].store,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
-    for s in &scenarios {
-        run(s);
+    // `--processes 1,2` or WEIR_LOAD_PROCESSES: on Redis with that many processes (0 is
+    // the embedded store). Under `cargo test` the smoke pass covers both.
+    let args: Vec<String> = std::env::args().collect();
+    let list = args
+        .iter()
+        .position(|a| a == "--processes")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var("WEIR_LOAD_PROCESSES").ok())
+        .unwrap_or_else(|| if bench { "0" } else { "0,2" }.into());
+    let processes: Vec<usize> = list
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("--processes takes numbers, e.g. 0,1,2,3: {p:?}"))
+        })
+        .collect();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    for &n in &processes {
+        match n {
+            0 => println!(
+                "weir load bench ({} store, {cores} cores)",
+                scenarios[0].store
+            ),
+            n => {
+                println!("weir load bench (redis store, {n} weir serve process(es), {cores} cores)")
+            }
+        }
+        for s in &scenarios {
+            run(&Scenario {
+                name: s.name.clone(),
+                store: s.store.clone(),
+                processes: n,
+                ..*s
+            });
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! Helpers shared by the bench targets.
 
+#[allow(dead_code)] // only the load bench runs on Redis
+pub mod redis;
+
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
