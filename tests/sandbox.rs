@@ -20,6 +20,17 @@ fn hostile_guests_fail_with_the_limit_they_hit() {
     assert!(e.contains("trapped") && e.contains("unreachable"), "{e}");
     let e = failure(&s, "spin", "spin", json!({"timeout": "300ms"}));
     assert!(e.contains("deadline 300ms exceeded"), "{e}");
+    // A guest asleep in a host call (a ten-minute nanosleep) is stopped at its deadline too.
+    s.deploy_ok(one_step(
+        "nap",
+        "nap",
+        "nap",
+        json!({"limits": {"timeout": "300ms"}}),
+    ));
+    let run = s.send_and_finish(json!({"name": "nap", "data": {"nap_ms": 600_000}}));
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let e = run["steps"]["s"]["error"].as_str().unwrap();
+    assert!(e.contains("deadline 300ms exceeded"), "{e}");
     let e = failure(
         &s,
         "spin-fuel",

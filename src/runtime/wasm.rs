@@ -475,7 +475,7 @@ impl WasmRuntime {
         let mut instantiated = None;
         // A command's exit status, or a typed step's result (its output or step-error).
         let mut returned: Option<Result<String, typed::StepError>> = None;
-        let run = async {
+        let work = async {
             match &*pre {
                 Ready::Command(p) => {
                     let cmd = p.instantiate_async(&mut store).await?;
@@ -494,8 +494,17 @@ impl WasmRuntime {
                     Ok(Ok(()))
                 }
             }
-        }
-        .await;
+        };
+        // The epoch callback stops a guest running wasm; one blocked in a host call (a
+        // sleep, a read) is stopped here instead: its call is dropped at the deadline or
+        // when the run is cancelled.
+        let run = tokio::select! {
+            r = work => r,
+            _ = req.cancel.fired() => Err(wasmtime::Error::msg("cancelled in a host call")),
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                Err(wasmtime::Error::msg("deadline reached in a host call"))
+            }
+        };
         let ended = Instant::now();
         let memory_hit = store.data().limiter.memory_hit;
         let figures = instantiated.map(|at| SandboxFigures {
