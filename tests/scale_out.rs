@@ -430,3 +430,89 @@ fn redis_restarted_mid_load_keeps_every_acknowledged_event_and_output() {
     let (_, first) = a.get(&format!("/v1/events/{}", ids[0]));
     assert_eq!(first["data"]["i"], 0, "{first}");
 }
+
+#[test]
+fn a_cancel_sent_to_one_process_stops_the_step_running_in_another() {
+    let redis = Redis::start();
+    let a = process(&redis);
+    a.deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
+        "steps": {"n": {"path": "guest:nap"}}}));
+    // A ten-minute nap, claimed by A (it runs alone until then).
+    let (st, ids) = post(
+        &a,
+        &[json!({"name": "nap/go", "data": {"nap_ms": 600_000}})],
+    );
+    assert_eq!(st, 200);
+    let run = until("the run", Duration::from_secs(20), || {
+        a.runs_of(&ids[0]).first().cloned()
+    });
+    until("A to start the nap", Duration::from_secs(20), || {
+        let (_, r) = a.get(&format!("/v1/runs/{run}"));
+        (r["steps"]["n"]["status"] == "running").then_some(())
+    });
+    let b = process(&redis);
+    let (st, cancelled) = b.post(&format!("/v1/runs/{run}/cancel"), &json!({}));
+    assert_eq!(
+        (st, cancelled["status"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    assert_eq!(metric(&a, "weir_steps_executing"), 1, "A naps on");
+    // A learns at its next lease renewal that the step's entry is gone, and stops it
+    // long before the nap would end.
+    until(
+        "A to stop the cancelled step",
+        Duration::from_secs(30),
+        || (metric(&a, "weir_steps_executing") == 0).then_some(()),
+    );
+    let (_, r) = b.get(&format!("/v1/runs/{run}"));
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert!(r["steps"]["n"]["output"].is_null(), "nothing recorded: {r}");
+    let (_, running) = a.get("/v1/runs?status=running&limit=10");
+    assert_eq!(running["data"].as_array().unwrap().len(), 0, "{running}");
+}
+
+#[test]
+fn a_listener_on_one_process_sees_the_updates_another_makes() {
+    let redis = Redis::start();
+    let a = process(&redis);
+    a.deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
+        "steps": {"n": {"path": "guest:nap"}}}));
+    // A claims the step before B exists, so only A can record its end.
+    let (st, ids) = post(&a, &[json!({"name": "nap/go", "data": {"nap_ms": 4_000}})]);
+    assert_eq!(st, 200);
+    let run = until("the run", Duration::from_secs(20), || {
+        a.runs_of(&ids[0]).first().cloned()
+    });
+    until("A to start the nap", Duration::from_secs(20), || {
+        let (_, r) = a.get(&format!("/v1/runs/{run}"));
+        (r["steps"]["n"]["status"] == "running").then_some(())
+    });
+    let b = process(&redis);
+    let updates = common::listen(&b, "/v1/stream?function=nap", Some(API));
+    let (n, v) = loop {
+        let (n, v) = updates
+            .recv_timeout(common::DEADLINE)
+            .expect("B's stream shows A's updates");
+        if n == "run.updated" && v["run_id"] == run.as_str() && v["status"] == "completed" {
+            break (n, v);
+        }
+    };
+    assert_eq!(
+        (n.as_str(), &v["step"], &v["step_status"]),
+        ("run.updated", &json!("n"), &json!("completed")),
+        "{v}"
+    );
+    // An event sent to A shows on B's stream too, whichever process matches it.
+    let all = common::listen(&b, "/v1/stream", Some(API));
+    let (_, sent) = post(&a, &[json!({"name": "other/thing", "user": {"id": "u-a"}})]);
+    let seen = loop {
+        let (n, v) = all
+            .recv_timeout(common::DEADLINE)
+            .expect("the event sent to A");
+        if n == "event.received" && v["id"] == sent[0].as_str() {
+            break v;
+        }
+    };
+    assert_eq!(seen["user_id"], "u-a");
+}

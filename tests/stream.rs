@@ -3,48 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 
-use common::{one_step, Server, DEADLINE, TWO_TENANTS};
+use common::{listen, one_step, Server, DEADLINE, TWO_TENANTS};
 use serde_json::{json, Value};
-
-/// Opens the stream at `path` with `key`; returns a receiver of (event name, data), once
-/// the server has said the subscription is live.
-fn listen(s: &Server, path: &str, key: Option<&str>) -> mpsc::Receiver<(String, Value)> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut req = agent.get(format!("{}{path}", s.url));
-    if let Some(k) = key {
-        req = req.header("Authorization", format!("Bearer {k}"));
-    }
-    let resp = req.call().expect("the stream opens");
-    assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut name = String::new();
-        for line in BufReader::new(resp.into_body().into_reader()).lines() {
-            let Ok(line) = line else { return };
-            if let Some(n) = line.strip_prefix("event: ") {
-                name = n.to_string();
-            } else if let Some(d) = line.strip_prefix("data: ") {
-                let v = serde_json::from_str(d).unwrap_or(Value::Null);
-                if tx.send((std::mem::take(&mut name), v)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let (first, _) = rx.recv_timeout(DEADLINE).expect("a ready event");
-    assert_eq!(first, "ready");
-    rx
-}
 
 /// Collects updates until `done` holds for one; returns all of them.
 fn until(

@@ -68,7 +68,7 @@ async fn stream(
     Query(q): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let tenant = state.tenant(&headers)?;
-    let rx = state.engine.subscribe();
+    let rx = state.engine.subscribe().await;
     let ready = futures::stream::once(async { Ok(SseEvent::default().event("ready").data("{}")) });
     let updates = futures::stream::unfold((rx, tenant, q), |(mut rx, tenant, q)| async move {
         loop {

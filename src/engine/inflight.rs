@@ -58,6 +58,15 @@ impl Inflight {
         }
     }
 
+    /// Stops the step of `lease` if this process still executes it under that lease.
+    pub fn stop(&self, lease: &LeaseRef) {
+        if let Some((held, cancel)) = self.lock().get(&StepKey::from(&lease.entry)) {
+            if held.token == lease.token {
+                cancel.fire();
+            }
+        }
+    }
+
     /// The worker is done with the lease of `entry`.
     pub fn drop_lease(&self, entry: &QueueEntry) {
         self.lock().remove(&StepKey::from(entry));

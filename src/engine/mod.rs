@@ -12,6 +12,7 @@ pub mod metrics;
 mod outcome;
 mod queries;
 mod registry;
+mod relay;
 pub mod replay;
 pub mod rollout;
 mod schemas;
@@ -124,12 +125,20 @@ impl Engine {
         tokio::spawn(cron::run_loop(self.clone()));
         tokio::spawn(deploy::sync_loop(self.clone()));
         tokio::spawn(replay::resume_all(self.clone()));
+        if let Some(feed) = self.store.feed() {
+            tokio::spawn(relay::start(self.clone(), feed));
+        }
     }
 
     /// A listener to every tenant's live updates, from now on (each tagged with its
-    /// tenant; the caller filters).
-    pub fn subscribe(&self) -> stream::Listener {
-        self.bus.subscribe()
+    /// tenant; the caller filters). On a store several processes share, the others are
+    /// told first, so that their updates reach it too.
+    pub async fn subscribe(&self) -> stream::Listener {
+        let l = self.bus.subscribe();
+        if let Some(r) = self.bus.remote() {
+            r.announce().await;
+        }
+        l
     }
 
     /// The engine's histograms and labelled counters.

@@ -1,12 +1,14 @@
 //! The live stream: what changes in the engine (events received, runs and their steps
 //! moving on, rollouts set or rolled back), broadcast to whoever listens — the SSE
 //! endpoint and the UI. Nothing is built or sent while nobody listens, so the hot paths
-//! pay one atomic load. A listener that falls behind is told how much it missed.
+//! pay one atomic load. A listener that falls behind is told how much it missed. On a
+//! store several processes share, the bus is connected to the others' (see `relay`):
+//! updates go out while another process has listeners, and theirs come in.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::event::Event;
@@ -16,7 +18,7 @@ use crate::run::{Run, RunStatus, StepStatus};
 const CAPACITY: usize = 4096;
 
 /// One change, as the stream shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Update {
     /// An event was stored.
@@ -135,6 +137,8 @@ pub struct Bus {
     tx: broadcast::Sender<Tagged>,
     /// Listeners now (an atomic, so that checking costs no lock).
     listeners: Arc<AtomicUsize>,
+    /// The other processes on the same store, if it is shared.
+    remote: OnceLock<Arc<super::relay::Remote>>,
 }
 
 impl Default for Bus {
@@ -142,21 +146,50 @@ impl Default for Bus {
         Self {
             tx: broadcast::channel(CAPACITY).0,
             listeners: Arc::default(),
+            remote: OnceLock::new(),
         }
     }
 }
 
 impl Bus {
-    /// Whether anyone listens (build updates only then).
+    /// Whether anyone listens, here or in another process (build updates only then).
     pub fn active(&self) -> bool {
-        self.listeners.load(Ordering::Relaxed) > 0
+        self.listeners() > 0 || self.remote.get().is_some_and(|r| r.wanted())
     }
 
-    /// Sends a tenant's update to every listener.
+    /// Listeners in this process.
+    pub fn listeners(&self) -> usize {
+        self.listeners.load(Ordering::Relaxed)
+    }
+
+    /// Sends a tenant's update to every listener, here and in the other processes.
     pub fn publish(&self, tenant: &str, u: Update) {
-        if self.active() {
+        let remote = self.remote.get().filter(|r| r.wanted());
+        if self.listeners() > 0 {
+            if let Some(r) = remote {
+                r.send(tenant, u.clone());
+            }
+            let _ = self.tx.send(Arc::new((tenant.to_string(), u)));
+        } else if let Some(r) = remote {
+            r.send(tenant, u);
+        }
+    }
+
+    /// An update from another process, to this one's listeners only.
+    pub fn deliver(&self, tenant: &str, u: Update) {
+        if self.listeners() > 0 {
             let _ = self.tx.send(Arc::new((tenant.to_string(), u)));
         }
+    }
+
+    /// Connects the bus to the other processes (once).
+    pub fn connect(&self, remote: Arc<super::relay::Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// The other processes, if connected.
+    pub fn remote(&self) -> Option<&Arc<super::relay::Remote>> {
+        self.remote.get()
     }
 
     /// A new listener, from now on.

@@ -120,13 +120,19 @@ pub async fn renew_loop(engine: Arc<Engine>) {
         if held.is_empty() {
             continue;
         }
-        match engine.store.renew(held, now_ms() + lease_ms).await {
+        match engine.store.renew(held.clone(), now_ms() + lease_ms).await {
             Ok(kept) => {
-                // A step that has just recorded its result has given its lease back; one
-                // truly lost is counted when its result is refused.
-                let gone = kept.iter().filter(|k| !**k).count();
-                if gone > 0 {
-                    tracing::debug!("{gone} leases were no longer held at renewal");
+                // A step whose lease was lost, or whose entry was removed (its run was
+                // cancelled, maybe by another process), is stopped: its result would be
+                // refused or dropped. (A step that has just recorded its result has given
+                // its lease back; stopping it then does nothing.)
+                for (lease, _) in held.iter().zip(&kept).filter(|(_, k)| !**k) {
+                    tracing::debug!(
+                        run = lease.entry.run_id,
+                        step = lease.entry.step_id,
+                        "the step's lease is no longer held or its entry is gone: stopping it"
+                    );
+                    engine.inflight.stop(lease);
                 }
             }
             Err(e) => tracing::error!("cannot renew leases: {e}"),

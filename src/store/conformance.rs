@@ -36,7 +36,8 @@ macro_rules! store_conformance {
             waits_are_found_by_value_and_removed_atomically, meta_values_compare_and_set,
             claims_respect_caps_and_share_fairly, leases_expire_and_are_taken_over,
             a_stale_token_is_refused, inflight_counts_follow_leases,
-            renewal_keeps_a_lease_and_release_gives_it_back, survives_reopen,
+            renewal_keeps_a_lease_and_release_gives_it_back,
+            renewal_tells_a_holder_its_entry_was_removed, survives_reopen,
             events_are_listed_by_name_and_schema_errors,
             replays_advance_atomically_with_their_runs,
             users_follow_events_and_runs, erasing_a_user_removes_payloads);
@@ -886,6 +887,50 @@ pub async fn inflight_counts_follow_leases(open: Opener, dir: &Path) {
     s.release(rest, false).await.unwrap();
     assert_eq!(s.inflight("t").await.unwrap(), 0);
     assert_eq!(s.inflight("u").await.unwrap(), 1);
+}
+
+/// A write that removes an entry another holds (a cancel, made by any process) leaves
+/// the lease held, and renewal tells its holder to stop; the holder's own write then ends
+/// the lease without queueing the entry again.
+pub async fn renewal_tells_a_holder_its_entry_was_removed(open: Opener, dir: &Path) {
+    let s = open(dir);
+    let s = s.as_ref();
+    let r = one_run(s, "t", "r1", &[5, 6]).await;
+    let got = s.claim(claim_req(100, 10, 10)).await.unwrap();
+    let (a, b) = (got[0].lease_ref(), got[1].lease_ref());
+    let mut cancelled = r.clone();
+    cancelled.status = RunStatus::Cancelled;
+    let gone = RunChange {
+        dequeue: vec![a.entry.clone()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.write_run(write(&cancelled, gone)).await.unwrap(),
+        WriteOutcome::Written { .. }
+    ));
+    assert_eq!(
+        s.renew(vec![a.clone(), b.clone()], 100 + 5_000)
+            .await
+            .unwrap(),
+        vec![false, true],
+        "the removed one's holder is told to stop; the other goes on"
+    );
+    assert_eq!(s.inflight("t").await.unwrap(), 2, "both still held");
+    let now = s.get_run("t", "r1").await.unwrap().unwrap();
+    let mut w = write(&now, RunChange::default());
+    w.run = None;
+    w.lease = Some(a.clone());
+    assert!(matches!(
+        s.write_run(w).await.unwrap(),
+        WriteOutcome::Written { .. }
+    ));
+    assert_eq!(s.inflight("t").await.unwrap(), 1);
+    let later = s.claim(claim_req(100 + 9_000, 10, 10)).await.unwrap();
+    assert_eq!(
+        later.iter().map(|l| l.entry.clone()).collect::<Vec<_>>(),
+        vec![b.entry.clone()],
+        "the removed entry is not queued again; the other's expired lease is taken over"
+    );
 }
 
 /// Renewal keeps a lease from expiring; a released entry can be claimed again at once.

@@ -10,6 +10,7 @@ mod blobs;
 pub(crate) mod conformance;
 pub mod embedded;
 mod events;
+mod feed;
 mod functions;
 pub mod redis;
 mod replays;
@@ -19,6 +20,7 @@ mod users;
 
 pub use blobs::BlobStore;
 pub use events::EventStore;
+pub use feed::{Feed, FeedStore};
 pub use functions::FunctionStore;
 pub use replays::ReplayStore;
 pub use runs::RunStore;
@@ -82,7 +84,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// leases, replays, blobs, and the per-user index. A backend implements each part; this
 /// trait ties them together.
 pub trait Store:
-    EventStore + FunctionStore + RunStore + ReplayStore + BlobStore + UserStore + Send + Sync + 'static
+    EventStore
+    + FunctionStore
+    + RunStore
+    + ReplayStore
+    + BlobStore
+    + UserStore
+    + FeedStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -93,6 +104,7 @@ impl<T> Store for T where
         + ReplayStore
         + BlobStore
         + UserStore
+        + FeedStore
         + Send
         + Sync
         + 'static

@@ -46,8 +46,10 @@ pub trait RunStore: Send + Sync {
     /// fencing token, greater than any given before. Each comes with its run, read after
     /// the claim (one trip for a network backend).
     async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<Claimed>>;
-    /// Extends leases to `until`; per lease, whether it is still held (a lost one is not
-    /// renewed).
+    /// Extends leases to `until`; per lease, whether its step should go on: `false` if
+    /// it was lost (a lost one is not renewed) or if a write removed its entry meanwhile
+    /// (the run moved on without it, as a cancel made in any process does; such a lease
+    /// stays held until its holder writes or releases it).
     async fn renew(&self, leases: Vec<LeaseRef>, until: i64) -> StoreResult<Vec<bool>>;
     /// Gives leases back without a result: their entries stay queued (or are removed, if
     /// `remove_entries`), and no attempt is counted. A lease no longer held is ignored.

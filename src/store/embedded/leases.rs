@@ -19,6 +19,8 @@ struct Held {
     owner: String,
     claimed_at: i64,
     expires_at: i64,
+    /// A write removed the entry while it was held.
+    removed: bool,
 }
 
 #[derive(Default)]
@@ -37,6 +39,7 @@ impl Table {
             owner: req.owner.clone(),
             claimed_at: req.now,
             expires_at: req.now + req.lease_ms,
+            removed: false,
         };
         if self.by_entry.insert(entry.clone(), held.clone()).is_none() {
             *self.by_tenant.entry(entry.tenant.clone()).or_default() += 1;
@@ -91,6 +94,7 @@ impl Leases {
                 owner: String::new(),
                 claimed_at: started,
                 expires_at: i64::MIN,
+                removed: false,
             };
             if t.by_entry.insert(entry.clone(), held).is_none() {
                 *t.by_tenant.entry(entry.tenant).or_default() += 1;
@@ -195,7 +199,8 @@ impl Leases {
         false
     }
 
-    /// Extends the leases still held to `until`.
+    /// Extends the leases still held to `until`; whether each one's step should go on
+    /// (held, and its entry not removed meanwhile).
     pub fn renew(&self, leases: &[LeaseRef], until: i64) -> Vec<bool> {
         let mut t = self.lock();
         leases
@@ -203,11 +208,22 @@ impl Leases {
             .map(|l| match t.by_entry.get_mut(&l.entry) {
                 Some(h) if h.token == l.token => {
                     h.expires_at = h.expires_at.max(until);
-                    true
+                    !h.removed
                 }
                 _ => false,
             })
             .collect()
+    }
+
+    /// Notes that a write removed these entries; those held stay held until their holder
+    /// writes or releases them.
+    pub fn removed(&self, entries: &[QueueEntry]) {
+        let mut t = self.lock();
+        for e in entries {
+            if let Some(h) = t.by_entry.get_mut(e) {
+                h.removed = true;
+            }
+        }
     }
 
     /// The live leases on `entries`.

@@ -382,6 +382,9 @@ impl ReplayStore for EmbeddedStore {
     }
 }
 
+/// One process owns an embedded store: no feed.
+impl crate::store::FeedStore for EmbeddedStore {}
+
 #[async_trait]
 impl BlobStore for EmbeddedStore {
     async fn put_component(&self, tenant: &str, sha256: &str, bytes: Vec<u8>) -> StoreResult<()> {

@@ -293,6 +293,10 @@ fn reply(leases: &Leases, job: Job, result: StoreResult<Out>) {
             if let (Ok(WriteOutcome::Written { .. }), Some(l)) = (&r, &lease) {
                 leases.release(l);
             }
+            if let Ok(WriteOutcome::Written { .. }) = &r {
+                // Entries removed under another's lease: renewal tells their holders.
+                leases.removed(&write.change.dequeue);
+            }
             let _ = reply.send((r, write));
         }
         Job::Exec { reply, .. } => {

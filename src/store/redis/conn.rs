@@ -42,8 +42,8 @@ impl RedisTarget {
         ))
     }
 
-    /// Every node named (for the persistence check).
-    fn nodes(&self) -> Vec<String> {
+    /// Every node named (for the persistence check, and the feed's subscription).
+    pub fn nodes(&self) -> Vec<String> {
         match self {
             RedisTarget::Server(u) => vec![u.clone()],
             RedisTarget::Cluster(n) => n.clone(),

@@ -16,6 +16,7 @@
 mod artifacts;
 mod conn;
 mod events;
+mod feed;
 mod functions;
 mod replays;
 mod runs;
@@ -32,7 +33,7 @@ use serde::Serialize;
 use self::conn::Conn;
 pub use self::conn::RedisTarget;
 use crate::run::{QueueEntry, Run, RunStatus};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Feed, FeedStore, StoreError, StoreResult};
 
 const SCRIPT: &str = include_str!("weir.lua");
 
@@ -44,6 +45,7 @@ pub struct RedisStore {
     /// tests, can share one server.
     ns: String,
     artifacts: artifacts::Artifacts,
+    feed: Arc<feed::RedisFeed>,
 }
 
 /// How to open a [`RedisStore`].
@@ -90,6 +92,12 @@ fn enc<T: Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
 }
 
+impl FeedStore for RedisStore {
+    fn feed(&self) -> Option<Arc<dyn Feed>> {
+        Some(self.feed.clone())
+    }
+}
+
 fn corrupt(key: &str, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         key: key.into(),
@@ -104,11 +112,17 @@ impl RedisStore {
         let conn = Conn::connect(&target).await?;
         conn.check_durability(opts.unsafe_durability).await?;
         let artifacts = artifacts::Artifacts::new(opts.artifact_dir)?;
+        let feed = Arc::new(feed::RedisFeed {
+            conn: conn.clone(),
+            node: target.nodes().remove(0),
+            channel: format!("{}:{{:g}}:feed", opts.namespace),
+        });
         Ok(Self {
             conn,
             script: Arc::new(redis::Script::new(SCRIPT)),
             ns: opts.namespace,
             artifacts,
+            feed,
         })
     }
 

@@ -308,7 +308,8 @@ if op == "renew" then
         redis.call("HSET", P .. "lease", m, lease_text(p))
         redis.call("ZADD", P .. "lexp", a["until"], m)
       end
-      out[i] = 1
+      -- Held, but its entry removed meanwhile (the run moved on): the step should stop.
+      out[i] = (p.gone == "1") and 0 or 1
     else
       out[i] = 0
     end
