@@ -516,3 +516,107 @@ fn a_listener_on_one_process_sees_the_updates_another_makes() {
     };
     assert_eq!(seen["user_id"], "u-a");
 }
+
+#[test]
+fn cron_fires_each_tick_once_across_processes() {
+    let redis = Redis::start();
+    let procs = [process(&redis), process(&redis), process(&redis)];
+    procs[0].deploy_ok(
+        json!({"id": "ticker", "triggers": [{"cron": "*/1 * * * * *"}],
+        "steps": {"s": {"path": "guest:echo"}}}),
+    );
+    // Every process fires due ticks; each tick must start one run.
+    let runs = until("five ticks", Duration::from_secs(60), || {
+        let (_, r) = procs[1].get("/v1/runs?function=ticker&limit=100");
+        let r = r["data"].as_array().unwrap().clone();
+        (r.len() >= 5).then_some(r)
+    });
+    let mut ticks: Vec<i64> = runs
+        .iter()
+        .map(|r| {
+            procs[2].wait_done(r["id"].as_str().unwrap())["steps"]["s"]["output"]["event"]["data"]
+                ["tick"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ticks.sort();
+    let n = ticks.len();
+    ticks.dedup();
+    assert_eq!(ticks.len(), n, "a tick fired twice: {ticks:?}");
+    // And none was skipped between the first and the last.
+    assert_eq!(
+        (ticks[n - 1] - ticks[0]) / 1000 + 1,
+        n as i64,
+        "consecutive ticks: {ticks:?}"
+    );
+}
+
+#[test]
+fn a_tenants_step_cap_holds_across_processes() {
+    let redis = Redis::start();
+    let cfg = config(&redis) + "max_concurrent_steps = 2\n";
+    let procs: Vec<Server> = (0..3)
+        .map(|_| Server::serve_with(&cfg, API, EVK, &["--lease", "1s"]))
+        .collect();
+    procs[0].deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
+        "steps": {"n": {"path": "guest:nap"}}}));
+    for p in &procs[1..] {
+        until("the deploy everywhere", Duration::from_secs(20), || {
+            (p.get("/v1/functions/nap").0 == 200).then_some(())
+        });
+    }
+    let mut ids = Vec::new();
+    for (i, p) in procs.iter().enumerate().cycle().take(8) {
+        let (st, got) = post(
+            p,
+            &[json!({"name": "nap/go", "data": {"nap_ms": 700, "i": i}})],
+        );
+        assert_eq!(st, 200);
+        ids.extend(got);
+    }
+    // When each nap ran, from the runs as recorded.
+    let mut edges = Vec::new();
+    for id in &ids {
+        let run = procs[0].wait_done(&procs[0].runs_of(id)[0]);
+        assert_eq!(run["status"], "completed", "{run}");
+        let n = &run["steps"]["n"];
+        edges.push((n["started_at"].as_i64().unwrap(), 1));
+        edges.push((n["ended_at"].as_i64().unwrap(), -1));
+    }
+    // Ends before starts at the same millisecond: a step that ends as another starts
+    // does not overlap it.
+    edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert_eq!(
+        most, 2,
+        "at most 2 of the tenant's steps at once, over 3 processes"
+    );
+}
+
+#[test]
+fn a_rollout_set_on_one_process_routes_the_runs_the_others_start() {
+    let redis = Redis::start();
+    let procs = [process(&redis), process(&redis), process(&redis)];
+    let def = |guest: &str| json!({"id": "blue", "triggers": [{"event": "bg/go"}], "steps": {"s": {"path": format!("guest:{guest}")}}});
+    procs[0].deploy_ok(def("echo"));
+    procs[0].deploy_ok(def("hello"));
+    // Blue-green back to version 1, set on A; B and C start the runs at once.
+    let body = json!({"versions": [{"version": 1, "weight": 100}, {"version": 2, "weight": 0}]});
+    let (st, r) = procs[0].put_raw("/v1/functions/blue/rollout", body.to_string().as_bytes());
+    assert_eq!(st, 200, "{r}");
+    for (n, p) in procs[1..].iter().enumerate() {
+        let (st, ids) = post(p, &[json!({"name": "bg/go", "data": {"n": n}})]);
+        assert_eq!(st, 200);
+        let run = p.wait_done(&p.runs_of(&ids[0])[0]);
+        assert_eq!(
+            (run["status"].as_str(), run["function_version"].as_u64()),
+            (Some("completed"), Some(1)),
+            "{run}"
+        );
+    }
+}
