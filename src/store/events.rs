@@ -28,7 +28,13 @@ pub trait EventStore: Send + Sync {
         name: Option<&str>,
         limit: usize,
         cursor: Option<&str>,
-    ) -> StoreResult<Page<StoredEvent>>;
+    ) -> StoreResult<Page<StoredEvent>> {
+        let filter = EventFilter {
+            name: name.map(str::to_string),
+            invalid: false,
+        };
+        self.list_events_where(tenant, &filter, limit, cursor).await
+    }
     /// Events that pass `filter`, newest first.
     async fn list_events_where(
         &self,

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::event::Event;
 use crate::run::{QueueEntry, Run, RunStatus, WaitKey};
+use crate::store::{StoreError, StoreResult};
 
 /// An event as stored, with the runs it started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,4 +346,32 @@ pub struct ReplayItem {
     /// The run of the replayed function this event started originally, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_run_id: Option<String>,
+}
+
+/// Checks that `value` can be a part of a store's key: not empty, at most 512 bytes, no
+/// NUL byte (the embedded stores' separator); every backend refuses the same names.
+pub fn check_key_part(what: &'static str, value: &str) -> StoreResult<()> {
+    let reason = if value.is_empty() {
+        "must not be empty"
+    } else if value.len() > 512 {
+        "is longer than 512 bytes"
+    } else if value.as_bytes().contains(&0) {
+        "contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidName {
+        what,
+        value: value.chars().take(64).collect(),
+        reason,
+    })
+}
+
+impl WaitKey {
+    /// Refuses a wait whose tenant, event name or path cannot be a key part.
+    pub fn check(&self) -> StoreResult<()> {
+        check_key_part("tenant", &self.tenant)?;
+        check_key_part("event name", &self.event)?;
+        check_key_part("path", &self.path)
+    }
 }

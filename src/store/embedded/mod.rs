@@ -19,8 +19,6 @@ mod writer;
 
 /// Checks that a name can be part of a key (not empty, at most 512 bytes, no NUL); every
 /// backend refuses the same names.
-pub use self::schema::check_name as check_key_part;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
@@ -195,20 +193,6 @@ impl EventStore for EmbeddedStore {
     async fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>> {
         let k = key(&[tenant.as_bytes(), id.as_bytes()]);
         self.read(move |r| get_json(r, EVENTS, &k)).await
-    }
-
-    async fn list_events(
-        &self,
-        tenant: &str,
-        name: Option<&str>,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<StoredEvent>> {
-        let filter = EventFilter {
-            name: name.map(str::to_string),
-            invalid: false,
-        };
-        self.list_events_where(tenant, &filter, limit, cursor).await
     }
 
     async fn list_events_where(

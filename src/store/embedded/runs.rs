@@ -84,13 +84,7 @@ pub fn apply_write(
 /// which paths to look up.
 pub fn add_waits(w: &mut (impl KvWrite + ?Sized), add: &[WaitKey]) -> StoreResult<()> {
     for k in add {
-        for (what, v) in [
-            ("tenant", &k.tenant),
-            ("event name", &k.event),
-            ("path", &k.path),
-        ] {
-            check_name(what, v)?;
-        }
+        k.check()?;
         let wk = wait_key(k);
         if w.get(WAITS, &wk)?.is_none() {
             w.put(WAITS, &wk, &[])?;

@@ -95,22 +95,7 @@ pub const ALL_TABLES: [Table; 25] = [
 const SEP: u8 = 0;
 
 /// Checks that `value` can be a key component (no NUL, bounded length).
-pub fn check_name(what: &'static str, value: &str) -> StoreResult<()> {
-    let reason = if value.is_empty() {
-        "must not be empty"
-    } else if value.len() > 512 {
-        "is longer than 512 bytes"
-    } else if value.as_bytes().contains(&SEP) {
-        "contains a NUL byte"
-    } else {
-        return Ok(());
-    };
-    Err(StoreError::InvalidName {
-        what,
-        value: value.chars().take(64).collect(),
-        reason,
-    })
-}
+pub use crate::store::check_key_part as check_name;
 
 /// Joins components with NUL separators.
 pub fn key(parts: &[&[u8]]) -> Vec<u8> {

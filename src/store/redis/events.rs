@@ -120,7 +120,7 @@ impl EventStore for RedisStore {
         events: Vec<Event>,
         now: i64,
     ) -> StoreResult<Vec<Option<String>>> {
-        crate::store::embedded::check_key_part("tenant", tenant)?;
+        crate::store::check_key_part("tenant", tenant)?;
         let mut list = Vec::with_capacity(events.len());
         for ev in &events {
             let user = indexed_user(ev.user_id());
@@ -159,20 +159,6 @@ impl EventStore for RedisStore {
 
     async fn get_event(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredEvent>> {
         Ok(self.events_by_id(tenant, &[id.to_string()]).await?.pop())
-    }
-
-    async fn list_events(
-        &self,
-        tenant: &str,
-        name: Option<&str>,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<StoredEvent>> {
-        let filter = EventFilter {
-            name: name.map(str::to_string),
-            invalid: false,
-        };
-        self.list_events_where(tenant, &filter, limit, cursor).await
     }
 
     async fn list_events_where(

@@ -30,8 +30,8 @@ impl FunctionStore for RedisStore {
         def: &Value,
         now: i64,
     ) -> StoreResult<u64> {
-        crate::store::embedded::check_key_part("tenant", tenant)?;
-        crate::store::embedded::check_key_part("function id", id)?;
+        crate::store::check_key_part("tenant", tenant)?;
+        crate::store::check_key_part("function id", id)?;
         #[derive(Serialize)]
         struct In<'a> {
             tenant: &'a str,
@@ -152,7 +152,7 @@ impl FunctionStore for RedisStore {
 #[async_trait]
 impl BlobStore for RedisStore {
     async fn put_component(&self, tenant: &str, sha256: &str, bytes: Vec<u8>) -> StoreResult<()> {
-        crate::store::embedded::check_key_part("tenant", tenant)?;
+        crate::store::check_key_part("tenant", tenant)?;
         self.q(redis::cmd("HSET")
             .arg(self.tp(tenant) + "comp")
             .arg(sha256)

@@ -283,7 +283,7 @@ fn parse_member(tenant: &str, m: &[u8]) -> StoreResult<QueueEntry> {
 
 /// A user id usable as a key part, if the run or event has one.
 fn indexed_user(u: Option<String>) -> Option<String> {
-    u.filter(|u| crate::store::embedded::check_key_part("user", u).is_ok())
+    u.filter(|u| crate::store::check_key_part("user", u).is_ok())
 }
 
 fn status_name(s: RunStatus) -> &'static str {

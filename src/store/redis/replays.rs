@@ -43,8 +43,8 @@ impl ReplayStore for RedisStore {
         items: Vec<ReplayItem>,
         events: Vec<Event>,
     ) -> StoreResult<()> {
-        crate::store::embedded::check_key_part("tenant", tenant)?;
-        crate::store::embedded::check_key_part("replay", &st.id)?;
+        crate::store::check_key_part("tenant", tenant)?;
+        crate::store::check_key_part("replay", &st.id)?;
         #[derive(Serialize)]
         struct Ev {
             id: String,

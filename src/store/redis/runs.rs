@@ -28,16 +28,7 @@ fn wait_arg(k: &WaitKey) -> WaitArg<'_> {
 }
 
 fn check_waits(ks: &[WaitKey]) -> StoreResult<()> {
-    for k in ks {
-        for (what, v) in [
-            ("tenant", &k.tenant),
-            ("event name", &k.event),
-            ("path", &k.path),
-        ] {
-            crate::store::embedded::check_key_part(what, v)?;
-        }
-    }
-    Ok(())
+    ks.iter().try_for_each(WaitKey::check)
 }
 
 /// A new run as the script takes it.
@@ -62,8 +53,8 @@ impl NewRun {
     /// `run` with the additions of `change`; `event` names the event whose run list it
     /// joins (replays; ingest knows its event).
     pub fn new(run: &Run, change: &RunChange, event: Option<&str>) -> StoreResult<Self> {
-        crate::store::embedded::check_key_part("run", &run.id)?;
-        crate::store::embedded::check_key_part("function", &run.function_id)?;
+        crate::store::check_key_part("run", &run.id)?;
+        crate::store::check_key_part("function", &run.function_id)?;
         check_waits(&change.waits_add)?;
         Ok(Self {
             id: run.id.clone(),
