@@ -515,6 +515,11 @@ fn a_listener_on_one_process_sees_the_updates_another_makes() {
         }
     };
     assert_eq!(seen["user_id"], "u-a");
+    assert_eq!(
+        metric(&a, "weir_stream_relay_dropped_total"),
+        0,
+        "nothing was dropped"
+    );
 }
 
 #[test]

@@ -145,6 +145,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for c in engine.runtime_counters() {
         snap.add(c.name, c.help, true, vec![(Vec::new(), c.value)]);
     }
+    if let Some(n) = engine.relay_dropped() {
+        snap.add(
+            "weir_stream_relay_dropped",
+            "Live-stream updates not relayed to the other processes (their outbox was full)",
+            true,
+            vec![(Vec::new(), n)],
+        );
+    }
     let tenants = s.tenant_counts();
     type Pick = fn(&crate::engine::TenantCounts) -> u64;
     let per_tenant: [(&'static str, &'static str, Pick); 4] = [

@@ -141,6 +141,11 @@ impl Engine {
         l
     }
 
+    /// Live-stream updates not relayed to the other processes, on a shared store.
+    pub fn relay_dropped(&self) -> Option<u64> {
+        self.bus.remote().map(|r| r.dropped())
+    }
+
     /// The engine's histograms and labelled counters.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.metrics

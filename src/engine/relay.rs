@@ -44,13 +44,18 @@ pub struct Remote {
     others_until: AtomicI64,
     outbox: mpsc::Sender<(String, Update)>,
     /// Updates dropped because the outbox was full.
-    pub dropped: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Remote {
     /// Whether another process has listeners.
     pub fn wanted(&self) -> bool {
         self.others_until.load(Ordering::Relaxed) > now_ms()
+    }
+
+    /// Updates not relayed because the outbox was full (Redis slower than the updates).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues an update for the others.
