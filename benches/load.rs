@@ -74,6 +74,13 @@ impl Target {
     }
 }
 
+/// `--workers N` when WEIR_LOAD_WORKERS says N.
+fn workers() -> Vec<String> {
+    std::env::var("WEIR_LOAD_WORKERS")
+        .map(|w| vec!["--workers".to_string(), w])
+        .unwrap_or_default()
+}
+
 fn function_def() -> Value {
     json!({"id": "two-step", "triggers": [{"event": "load/go"}], "steps": {
         "hello": {"path": format!("file://{}", util::guest("hello").display())},
@@ -115,11 +122,7 @@ fn start_target(dir: &Path, s: &Scenario) -> Target {
             .arg(&config)
             .arg("--data-dir")
             .arg(&data)
-            .args(
-                std::env::var("WEIR_LOAD_WORKERS")
-                    .map(|w| vec!["--workers".to_string(), w])
-                    .unwrap_or_default(),
-            )
+            .args(workers())
             .spawn()
             .unwrap();
         t.urls.push(util::api_url(&mut child));
@@ -166,11 +169,7 @@ fn start(dir: &Path, store: &str) -> (Child, String) {
         .arg(dir.join("data"))
         .arg("--functions")
         .arg(&functions)
-        .args(
-            std::env::var("WEIR_LOAD_WORKERS")
-                .map(|w| vec!["--workers".to_string(), w])
-                .unwrap_or_default(),
-        )
+        .args(workers())
         .spawn()
         .unwrap();
     let url = util::api_url(&mut child);

@@ -332,13 +332,10 @@ fn signal(s: &Server, sig: &str) {
     assert!(ok, "kill {sig}");
 }
 
-#[test]
-fn a_process_stopped_past_its_lease_has_its_late_result_refused() {
-    let redis = Redis::start();
-    let a = process(&redis);
-    a.deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
-        "steps": {"n": {"path": "guest:nap"}, "next": {"path": "guest:echo", "after": [{"step": "n"}]}}}));
-    let (st, ids) = post(&a, &[json!({"name": "nap/go", "data": {"nap_ms": 3000}})]);
+/// Sends `a` a `nap/go` event of `nap_ms` and waits until `a` runs step `n` of its run;
+/// the run's id.
+fn nap_running(a: &Server, nap_ms: u64) -> String {
+    let (st, ids) = post(a, &[json!({"name": "nap/go", "data": {"nap_ms": nap_ms}})]);
     assert_eq!(st, 200);
     let run = until("the run", Duration::from_secs(20), || {
         a.runs_of(&ids[0]).first().cloned()
@@ -347,6 +344,16 @@ fn a_process_stopped_past_its_lease_has_its_late_result_refused() {
         let (_, r) = a.get(&format!("/v1/runs/{run}"));
         (r["steps"]["n"]["status"] == "running").then_some(())
     });
+    run
+}
+
+#[test]
+fn a_process_stopped_past_its_lease_has_its_late_result_refused() {
+    let redis = Redis::start();
+    let a = process(&redis);
+    a.deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
+        "steps": {"n": {"path": "guest:nap"}, "next": {"path": "guest:echo", "after": [{"step": "n"}]}}}));
+    let run = nap_running(&a, 3000);
     // A stops mid-step: it neither renews its 1 s lease nor records anything.
     signal(&a, "-STOP");
     let b = process(&redis);
@@ -438,18 +445,7 @@ fn a_cancel_sent_to_one_process_stops_the_step_running_in_another() {
     a.deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
         "steps": {"n": {"path": "guest:nap"}}}));
     // A ten-minute nap, claimed by A (it runs alone until then).
-    let (st, ids) = post(
-        &a,
-        &[json!({"name": "nap/go", "data": {"nap_ms": 600_000}})],
-    );
-    assert_eq!(st, 200);
-    let run = until("the run", Duration::from_secs(20), || {
-        a.runs_of(&ids[0]).first().cloned()
-    });
-    until("A to start the nap", Duration::from_secs(20), || {
-        let (_, r) = a.get(&format!("/v1/runs/{run}"));
-        (r["steps"]["n"]["status"] == "running").then_some(())
-    });
+    let run = nap_running(&a, 600_000);
     let b = process(&redis);
     let (st, cancelled) = b.post(&format!("/v1/runs/{run}/cancel"), &json!({}));
     assert_eq!(
@@ -479,15 +475,7 @@ fn a_listener_on_one_process_sees_the_updates_another_makes() {
     a.deploy_ok(json!({"id": "nap", "triggers": [{"event": "nap/go"}],
         "steps": {"n": {"path": "guest:nap"}}}));
     // A claims the step before B exists, so only A can record its end.
-    let (st, ids) = post(&a, &[json!({"name": "nap/go", "data": {"nap_ms": 4_000}})]);
-    assert_eq!(st, 200);
-    let run = until("the run", Duration::from_secs(20), || {
-        a.runs_of(&ids[0]).first().cloned()
-    });
-    until("A to start the nap", Duration::from_secs(20), || {
-        let (_, r) = a.get(&format!("/v1/runs/{run}"));
-        (r["steps"]["n"]["status"] == "running").then_some(())
-    });
+    let run = nap_running(&a, 4_000);
     let b = process(&redis);
     let updates = common::listen(&b, "/v1/stream?function=nap", Some(API));
     let (n, v) = loop {

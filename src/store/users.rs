@@ -57,6 +57,17 @@ pub struct UserCursor {
     pub user: String,
 }
 
+impl UserSummary {
+    /// The cursor of a page of users that ends with this one.
+    pub fn cursor(&self) -> String {
+        UserCursor {
+            last_seen: self.last_seen,
+            user: self.id.clone(),
+        }
+        .encode()
+    }
+}
+
 impl UserCursor {
     /// The cursor as clients see it: hex of the big-endian time and the user id.
     pub fn encode(&self) -> String {

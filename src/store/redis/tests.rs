@@ -24,6 +24,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Sends one command to the server on `port`; its text answer, if it gave one.
+fn ask(port: u16, cmd: &[&str]) -> Option<String> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection())
+        .ok()?;
+    redis::cmd(cmd[0]).arg(&cmd[1..]).query(&mut c).ok()
+}
+
 /// Starts a redis-server with the given extra arguments (for persistence tests).
 pub fn start_redis(extra: &str) -> TestRedis {
     let dir = tempfile::tempdir().unwrap();
@@ -41,14 +49,8 @@ pub fn start_redis(extra: &str) -> TestRedis {
         .spawn()
         .expect("redis-server must be installed (apt install redis-server)");
     let url = format!("redis://127.0.0.1:{port}");
-    let client = redis::Client::open(url.as_str()).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if let Ok(mut c) = client.get_connection() {
-            if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                break;
-            }
-        }
+    while ask(port, &["PING"]).is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "redis-server did not start: {}",
@@ -69,17 +71,26 @@ pub fn redis() -> &'static TestRedis {
     R.get_or_init(|| start_redis("--appendonly yes --appendfsync always"))
 }
 
-/// A store in a namespace of its own per location (the same location reopens the same
-/// data).
-fn open_redis(dir: &Path) -> Arc<dyn Store> {
-    let mut opts = RedisOptions::new(&redis().url);
-    opts.namespace = format!("t{}", hex::encode(dir.display().to_string()));
+/// The namespace of the store at `dir`: one per location, so the same location reopens
+/// the same data.
+fn namespace(prefix: &str, dir: &Path) -> String {
+    format!("{prefix}{}", hex::encode(dir.display().to_string()))
+}
+
+/// A store on `url` in namespace `ns`, opened from a synchronous opener.
+fn open_at(url: &str, ns: String) -> Arc<dyn Store> {
+    let mut opts = RedisOptions::new(url);
+    opts.namespace = ns;
     tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current()
             .block_on(RedisStore::open(opts))
             .map(|s| Arc::new(s) as Arc<dyn Store>)
             .unwrap()
     })
+}
+
+fn open_redis(dir: &Path) -> Arc<dyn Store> {
+    open_at(&redis().url, namespace("t", dir))
 }
 
 mod conformance {
@@ -124,13 +135,7 @@ fn start_cluster() -> TestCluster {
             .join("\n")
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let ping = |p: u16| {
-        redis::Client::open(format!("redis://127.0.0.1:{p}"))
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok()
-    };
-    while !ports.iter().all(|p| ping(*p)) {
+    while !ports.iter().all(|p| ask(*p, &["PING"]).is_some()) {
         assert!(
             std::time::Instant::now() < deadline,
             "nodes did not start: {}",
@@ -151,12 +156,7 @@ fn start_cluster() -> TestCluster {
         String::from_utf8_lossy(&out.stdout)
     );
     // Every node must agree the cluster is up before a client may be handed its map.
-    let ok = |p: u16| {
-        redis::Client::open(format!("redis://127.0.0.1:{p}"))
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
-            .is_ok_and(|i| i.contains("cluster_state:ok"))
-    };
+    let ok = |p: u16| ask(p, &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"));
     while !ports.iter().all(|p| ok(*p)) {
         assert!(
             std::time::Instant::now() < deadline,
@@ -179,14 +179,7 @@ pub fn cluster() -> &'static TestCluster {
 }
 
 fn open_cluster(dir: &Path) -> Arc<dyn Store> {
-    let mut opts = RedisOptions::new(&cluster().url);
-    opts.namespace = format!("c{}", hex::encode(dir.display().to_string()));
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current()
-            .block_on(RedisStore::open(opts))
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .unwrap()
-    })
+    open_at(&cluster().url, namespace("c", dir))
 }
 
 mod on_a_cluster {
@@ -197,7 +190,7 @@ mod on_a_cluster {
 async fn each_tenant_lives_on_one_node_and_tenants_spread_over_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_cluster(dir.path());
-    let ns = format!("c{}", hex::encode(dir.path().display().to_string()));
+    let ns = namespace("c", dir.path());
     let tenants = ["acme", "globex", "initech", "umbrella", "hooli", "tyrell"];
     for t in tenants {
         let evs = crate::event::parse_batch(br#"[{"name":"a"},{"name":"b"}]"#, 10).unwrap();

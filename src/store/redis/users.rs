@@ -100,13 +100,7 @@ impl UserStore for RedisStore {
                 data.push(s);
             }
         }
-        Ok(Page::from_overfull(data, limit, |s| {
-            UserCursor {
-                last_seen: s.last_seen,
-                user: s.id.clone(),
-            }
-            .encode()
-        }))
+        Ok(Page::from_overfull(data, limit, UserSummary::cursor))
     }
 
     async fn get_user(&self, tenant: &str, id: &str) -> StoreResult<Option<UserSummary>> {

@@ -22,14 +22,19 @@ local function lease_text(l)
   return l.token .. "|" .. l.claimed .. "|" .. l.expires .. "|" .. l.took .. "|" .. l.gone .. "|" .. l.owner
 end
 
+-- Marks whether the entry under a lease on member m was removed; false if none is held.
+local function set_gone(m, gone)
+  local l = redis.call("HGET", P .. "lease", m)
+  if not l then return false end
+  local p = parse_lease(l)
+  p.gone = gone
+  redis.call("HSET", P .. "lease", m, lease_text(p))
+  return true
+end
+
 local function enqueue(e)
   local m = member(e)
-  local l = redis.call("HGET", P .. "lease", m)
-  if l then
-    local p = parse_lease(l)
-    p.gone = "0"
-    redis.call("HSET", P .. "lease", m, lease_text(p))
-  else
+  if not set_gone(m, "0") then
     redis.call("ZADD", P .. "q", tonumber(e[1]), m)
   end
 end
@@ -37,12 +42,7 @@ end
 local function dequeue(e)
   local m = member(e)
   redis.call("ZREM", P .. "q", m)
-  local l = redis.call("HGET", P .. "lease", m)
-  if l then
-    local p = parse_lease(l)
-    p.gone = "1"
-    redis.call("HSET", P .. "lease", m, lease_text(p))
-  end
+  set_gone(m, "1")
 end
 
 -- Ends the lease on member m; the entry goes back to the queue unless it was removed.

@@ -113,13 +113,7 @@ pub fn list(
             data.push(s);
         }
     }
-    Ok(Page::from_overfull(data, limit, |s| {
-        UserCursor {
-            last_seen: s.last_seen,
-            user: s.id.clone(),
-        }
-        .encode()
-    }))
+    Ok(Page::from_overfull(data, limit, UserSummary::cursor))
 }
 
 /// Up to `n` ids under `pfx` in `table` below `cursor`, newest first.
